@@ -1,0 +1,78 @@
+//! Command line: `serve` (the default), `check-config`, `tail`.
+
+mod check_config;
+mod serve;
+mod tail;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Vonage webhook gateway: answers NCCOs, spools every event durably, fans out to Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "callhook", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Validate a configuration and print the effective settings (secrets redacted).
+    CheckConfig(ServeArgs),
+    /// Print spooled records as JSON lines.
+    Tail(tail::TailArgs),
+}
+
+/// Where the configuration comes from; shared by `serve` and `check-config`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CALLHOOK_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Listen address (default 127.0.0.1:8080).
+    #[arg(long, env = "CALLHOOK_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory for the spool (default ./callhook-data).
+    #[arg(long, env = "CALLHOOK_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers; turns on the Kafka fan-out.
+    #[arg(long, env = "CALLHOOK_KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            kafka_brokers: self.kafka_brokers.clone(),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        None => serve::run(&cli.serve),
+        Some(Command::Serve(args)) => serve::run(&merge(&cli.serve, args)),
+        Some(Command::CheckConfig(args)) => check_config::run(&merge(&cli.serve, args)),
+        Some(Command::Tail(args)) => tail::run(&args),
+    }
+}
+
+/// Flags may come before or after the subcommand.
+fn merge(outer: &ServeArgs, inner: ServeArgs) -> ServeArgs {
+    ServeArgs {
+        config: inner.config.or_else(|| outer.config.clone()),
+        listen: inner.listen.or(outer.listen),
+        data_dir: inner.data_dir.or_else(|| outer.data_dir.clone()),
+        kafka_brokers: inner.kafka_brokers.or_else(|| outer.kafka_brokers.clone()),
+    }
+}

@@ -1,0 +1,207 @@
+//! The `[kafka]` table: off unless `brokers` is set; with it, every accepted event is relayed
+//! from the spool to a topic per kind.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use super::limits::check_range;
+use crate::webhook::WebhookKind;
+
+/// Kafka fan-out settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`; unset keeps the spool as the only sink.
+    pub brokers: Option<String>,
+    /// Topic per webhook kind, plus the dead-letter topic.
+    pub topics: TopicsConfig,
+    /// Create missing topics at startup through the admin API.
+    pub create_topics: bool,
+    /// Partitions for topics callhook creates.
+    pub partitions: i32,
+    /// Replication factor for topics callhook creates.
+    pub replication_factor: i32,
+    /// `zstd`, `lz4`, `snappy`, `gzip` or `none`.
+    pub compression: String,
+    /// How long librdkafka waits to fill a batch (`linger.ms`).
+    pub linger_ms: u64,
+    /// Records sent but not yet confirmed; bounds the forwarder's memory.
+    pub max_in_flight: usize,
+    /// Per-attempt delivery deadline (`message.timeout.ms`); a timed-out record is retried
+    /// from the spool, never dropped.
+    pub message_timeout_ms: u64,
+    /// How often the delivered position is persisted.
+    pub checkpoint_interval_ms: u64,
+    /// How long shutdown waits for in-flight records before leaving them to the next start.
+    pub flush_timeout_ms: u64,
+    /// CloudEvents `ce_source` header value.
+    pub ce_source: String,
+    /// Passed to librdkafka as is (`security.protocol`, `sasl.*`, `ssl.*`...).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topics: TopicsConfig::default(),
+            create_topics: false,
+            partitions: 6,
+            replication_factor: 3,
+            compression: "lz4".into(),
+            linger_ms: 5,
+            max_in_flight: 50_000,
+            message_timeout_ms: 30_000,
+            checkpoint_interval_ms: 200,
+            flush_timeout_ms: 5_000,
+            ce_source: "callhook".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Answer and fallback requests.
+    pub voice_answer: String,
+    pub voice_event: String,
+    pub messages_inbound: String,
+    pub messages_status: String,
+    pub rtc_event: String,
+    /// Records Kafka permanently refused, with a `callhook_dlq_reason` header.
+    pub dlq: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            voice_answer: "vonage.voice.answer".into(),
+            voice_event: "vonage.voice.event".into(),
+            messages_inbound: "vonage.messages.inbound".into(),
+            messages_status: "vonage.messages.status".into(),
+            rtc_event: "vonage.rtc.event".into(),
+            dlq: "callhook.dlq".into(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The topic records of `kind` go to.
+    pub fn for_kind(&self, kind: WebhookKind) -> &str {
+        match kind {
+            WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback => &self.voice_answer,
+            WebhookKind::VoiceEvent => &self.voice_event,
+            WebhookKind::MessagesInbound => &self.messages_inbound,
+            WebhookKind::MessagesStatus => &self.messages_status,
+            WebhookKind::RtcEvent => &self.rtc_event,
+        }
+    }
+
+    /// Every distinct topic, DLQ included.
+    pub fn all(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.voice_answer.as_str(),
+            &self.voice_event,
+            &self.messages_inbound,
+            &self.messages_status,
+            &self.rtc_event,
+            &self.dlq,
+        ];
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// librdkafka settings callhook owns: giving them in `properties` too would be ambiguous
+/// or would break the delivery guarantee.
+const OWNED: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "compression.type",
+    "compression.codec",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+];
+
+impl KafkaConfig {
+    /// True when a broker list is configured.
+    pub fn enabled(&self) -> bool {
+        self.brokers
+            .as_deref()
+            .is_some_and(|b| !b.trim().is_empty())
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !["zstd", "lz4", "snappy", "gzip", "none"].contains(&self.compression.as_str()) {
+            return Err(ConfigError::invalid(
+                "kafka.compression",
+                "must be one of zstd, lz4, snappy, gzip, none",
+            ));
+        }
+        for key in self.properties.keys() {
+            if OWNED.contains(&key.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("kafka.properties.\"{key}\""),
+                    "set by callhook itself (use the [kafka] setting of the same meaning)",
+                ));
+            }
+        }
+        check_range(
+            "kafka.max_in_flight",
+            self.max_in_flight as u64,
+            1,
+            10_000_000,
+        )?;
+        check_range(
+            "kafka.message_timeout_ms",
+            self.message_timeout_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check_range("kafka.linger_ms", self.linger_ms, 0, 60_000)?;
+        check_range(
+            "kafka.checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            10,
+            60_000,
+        )?;
+        check_range("kafka.flush_timeout_ms", self.flush_timeout_ms, 0, 600_000)?;
+        check_range("kafka.partitions", self.partitions.max(0) as u64, 1, 10_000)?;
+        check_range(
+            "kafka.replication_factor",
+            self.replication_factor.max(0) as u64,
+            1,
+            100,
+        )?;
+        for (name, t) in [
+            ("voice_answer", &self.topics.voice_answer),
+            ("voice_event", &self.topics.voice_event),
+            ("messages_inbound", &self.topics.messages_inbound),
+            ("messages_status", &self.topics.messages_status),
+            ("rtc_event", &self.topics.rtc_event),
+            ("dlq", &self.topics.dlq),
+        ] {
+            let ok = !t.is_empty()
+                && t.len() <= 249
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("kafka.topics.{name}"),
+                    "Kafka topic names are 1-249 characters of [a-zA-Z0-9._-]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

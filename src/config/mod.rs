@@ -1,0 +1,317 @@
+//! Configuration: typed, validated once at startup, passed down. Sources, lowest to
+//! highest priority: built-in defaults, the TOML file (`--config`), `CALLHOOK_*`
+//! environment variables (`CALLHOOK_SPOOL__DURABILITY=os`: `__` separates levels), then
+//! command-line flags (which also read `CALLHOOK_LISTEN`, `CALLHOOK_DATA_DIR`,
+//! `CALLHOOK_KAFKA_BROKERS`). Every limit has a name here and a default below.
+
+mod kafka;
+mod limits;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use kafka::{KafkaConfig, TopicsConfig};
+pub use limits::*;
+
+use crate::spool::Durability;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener, paths and request limits.
+    pub server: ServerConfig,
+    /// The durable local spool (and default sink).
+    pub spool: SpoolSettings,
+    /// Kafka fan-out; off unless `brokers` is set.
+    pub kafka: KafkaConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// HTTP listener, paths and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Prefix of the webhook paths (`/webhooks/voice/answer`...). Empty or `/`-led.
+    pub path_prefix: String,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Time a client has to send the request headers (slow-header defence).
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send the whole body once headers are in (slow-body defence).
+    pub request_timeout_ms: u64,
+    /// Open connections above which new ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Keep connections open between requests (Vonage reuses them).
+    pub keep_alive: bool,
+    /// Largest request head (request line + headers) in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_ms: u64,
+    /// `Retry-After` seconds sent with 503/429 answers.
+    pub retry_after_secs: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            path_prefix: "/webhooks".into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            keep_alive: true,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+        }
+    }
+}
+
+/// The spool's place, size limits and durability.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// Directory for segments and checkpoints.
+    pub data_dir: PathBuf,
+    /// `fsync` (default): 2xx only after fdatasync. `os`: after write(2) only.
+    pub durability: Durability,
+    /// Size at which a new segment file is started.
+    pub segment_bytes: u64,
+    /// Total size of all segments never exceeded; at the limit new events get 503.
+    pub disk_budget_bytes: u64,
+    /// Delete segments older than this many hours (only forwarded ones when Kafka is on).
+    /// 0 keeps them until the byte limit or the budget needs the room.
+    pub retention_hours: u64,
+    /// Delete oldest segments while the spool is above this size (0: no size retention).
+    pub retention_bytes: u64,
+    /// Appends waiting for the writer thread before new ones get 503 (overload).
+    pub queue_capacity: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./callhook-data"),
+            durability: Durability::Fsync,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            disk_budget_bytes: DEFAULT_DISK_BUDGET_BYTES,
+            retention_hours: DEFAULT_RETENTION_HOURS,
+            retention_bytes: 0,
+            queue_capacity: DEFAULT_SPOOL_QUEUE,
+        }
+    }
+}
+
+/// Log format and filter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `callhook=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings that command-line flags (or their env variables) override.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub kafka_brokers: Option<String>,
+}
+
+/// A configuration that cannot be used, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("{path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < file < environment < overrides, then validates.
+    ///
+    /// # Errors
+    /// Unknown keys, wrong types and failed checks, each with the key's path.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} not found",
+                    file.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(
+            Env::prefixed("CALLHOOK_")
+                .ignore(&["listen", "data_dir", "kafka_brokers", "config"])
+                .split("__"),
+        );
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
+        if let Some(l) = overrides.listen {
+            cfg.server.listen = l;
+        }
+        if let Some(d) = &overrides.data_dir {
+            cfg.spool.data_dir = d.clone();
+        }
+        if let Some(b) = &overrides.kafka_brokers {
+            cfg.kafka.brokers = Some(b.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every startup check in one place; `check-config` runs exactly these.
+    ///
+    /// # Errors
+    /// The first failed check, with the key's path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let p = &s.path_prefix;
+        if !(p.is_empty() || (p.starts_with('/') && !p.ends_with('/'))) {
+            return Err(ConfigError::invalid(
+                "server.path_prefix",
+                "must be empty or start with '/' and not end with '/'",
+            ));
+        }
+        limits::check_range(
+            "server.max_body_bytes",
+            s.max_body_bytes as u64,
+            1024,
+            64 << 20,
+        )?;
+        limits::check_range(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            100,
+            600_000,
+        )?;
+        limits::check_range(
+            "server.request_timeout_ms",
+            s.request_timeout_ms,
+            100,
+            600_000,
+        )?;
+        limits::check_range(
+            "server.max_connections",
+            s.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        limits::check_range(
+            "server.max_header_bytes",
+            s.max_header_bytes as u64,
+            8192,
+            1 << 20,
+        )?;
+        limits::check_range("server.max_headers", s.max_headers as u64, 8, 1000)?;
+        limits::check_range("server.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)?;
+        let sp = &self.spool;
+        limits::check_range("spool.segment_bytes", sp.segment_bytes, 4096, 1 << 34)?;
+        if sp.disk_budget_bytes < sp.segment_bytes {
+            return Err(ConfigError::invalid(
+                "spool.disk_budget_bytes",
+                "must be at least spool.segment_bytes",
+            ));
+        }
+        limits::check_range(
+            "spool.queue_capacity",
+            sp.queue_capacity as u64,
+            1,
+            1_000_000,
+        )?;
+        if (sp.segment_bytes as usize) < s.max_body_bytes + 4096 {
+            return Err(ConfigError::invalid(
+                "spool.segment_bytes",
+                "must exceed server.max_body_bytes by at least 4 KiB so any request fits one segment",
+            ));
+        }
+        self.kafka.validate()?;
+        Ok(())
+    }
+
+    /// The spool settings in the spool's own terms.
+    pub fn spool_config(&self) -> crate::spool::SpoolConfig {
+        let sp = &self.spool;
+        crate::spool::SpoolConfig {
+            dir: sp.data_dir.join("spool"),
+            durability: sp.durability,
+            segment_bytes: sp.segment_bytes,
+            disk_budget_bytes: sp.disk_budget_bytes,
+            retention_age: (sp.retention_hours > 0)
+                .then(|| std::time::Duration::from_secs(sp.retention_hours * 3600)),
+            retention_bytes: (sp.retention_bytes > 0).then_some(sp.retention_bytes),
+            queue_capacity: sp.queue_capacity,
+            has_sink: self.kafka.enabled(),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// figment's error already names the key; fold its chain into one line.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let kind = e.kind.to_string();
+            let src = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            if path.is_empty() {
+                format!("{kind} ({src})")
+            } else {
+                format!("{path}: {kind} ({src})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,57 @@
+use super::*;
+
+fn write(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate().unwrap();
+}
+
+#[test]
+fn file_values_apply_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "[server]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[spool]\ndurability = \"os\"\n",
+    );
+    let cfg = Config::load(Some(&p), &Overrides::default()).unwrap();
+    assert_eq!(cfg.server.listen.port(), 9000);
+    assert_eq!(cfg.spool.durability, Durability::Os);
+    let o = Overrides {
+        listen: Some("127.0.0.1:9001".parse().unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        Config::load(Some(&p), &o).unwrap().server.listen.port(),
+        9001
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "[server]\nlisten_typo = 1\n");
+    let e = Config::load(Some(&p), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("listen_typo"), "{e}");
+    let p = write(&dir, "[spool]\ndurability = \"sometimes\"\n");
+    let e = Config::load(Some(&p), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spool.durability"), "{e}");
+    let p = write(&dir, "[server]\nmax_body_bytes = 1\n");
+    let e = Config::load(Some(&p), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("server.max_body_bytes"), "{e}");
+    let p = write(&dir, "[kafka.properties]\n\"acks\" = \"1\"\n");
+    let e = Config::load(Some(&p), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kafka.properties.\"acks\""), "{e}");
+}

@@ -1,0 +1,9 @@
+//! callhook: a webhook ingestion gateway for Vonage.
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod server;
+pub mod shutdown;
+pub mod spool;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    callhook::cli::main(callhook::cli::Cli::parse())
+}

@@ -1,0 +1,157 @@
+//! The request pipeline, top to bottom: route → limits → (verify) → parse → answer | spool
+//! → respond. Each step is a plain function call; only the spool ack is awaited.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Method, Request, Response};
+
+use super::respond::{self, Body, IngestError};
+use super::routes::{self, Route};
+use super::{AppState, answer, ops};
+use crate::spool::NewRecord;
+use crate::telemetry::logging::RateLimit;
+use crate::webhook::{self, WebhookKind};
+
+static REJECT_LOG: RateLimit = RateLimit::new();
+
+/// Entry point for every request.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let in_flight = metrics::gauge!("callhook_http_requests_in_flight");
+    in_flight.increment(1.0);
+    let route = state.routes.resolve(req.method(), req.uri().path());
+    let label = routes::label(route.as_ref().ok());
+    let resp = match route {
+        Ok(Route::Webhook { kind, path_app }) => match webhook(&state, kind, path_app, req).await {
+            Ok(resp) => resp,
+            Err(e) => reject(&state, Some(kind), e),
+        },
+        Ok(Route::Metrics) => ops::metrics(&state),
+        Ok(Route::Healthz) => ops::healthz(),
+        Ok(Route::Readyz) => ops::readyz(&state),
+        Err(e) => reject(&state, None, e.into()),
+    };
+    in_flight.decrement(1.0);
+    metrics::counter!("callhook_http_requests_total", "route" => label, "status" => respond::class(resp.status()))
+        .increment(1);
+    metrics::histogram!("callhook_http_request_duration_seconds", "route" => label)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn reject(state: &AppState, kind: Option<WebhookKind>, e: IngestError) -> Response<Body> {
+    let reason = e.reason();
+    if let Some(kind) = kind {
+        metrics::counter!("callhook_events_rejected_total", "kind" => kind.as_str(), "reason" => reason)
+            .increment(1);
+    }
+    if REJECT_LOG.allow(1000) {
+        tracing::warn!(reason, kind = kind.map(|k| k.as_str()), error = %e, "request rejected (log rate-limited to 1/s)");
+    }
+    e.into_response(state.cfg.server.retry_after_secs)
+}
+
+/// A webhook request: read, check, parse, then answer or spool.
+async fn webhook(
+    state: &AppState,
+    kind: WebhookKind,
+    path_app: Option<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, IngestError> {
+    if state.is_shutting_down() {
+        return Err(IngestError::ShuttingDown);
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts, body, &state.cfg.server).await?;
+    let query = parts.uri.query().unwrap_or("");
+    let is_get = parts.method == Method::GET;
+    let received_us = now_us();
+
+    // Parse: a GET webhook's payload is its query; a POST's is a JSON object.
+    let inspection = if is_get {
+        webhook::inspect_query(kind, query)
+    } else {
+        webhook::inspect_body(kind, &body)?
+    };
+    let app = path_app.map(Bytes::from).unwrap_or_default();
+    let record = NewRecord {
+        kind: kind.as_u8(),
+        is_query: is_get,
+        received_us,
+        key: inspection.key.clone(),
+        app,
+        etype: inspection.etype.clone(),
+        meta: Bytes::copy_from_slice(query.as_bytes()),
+        body: if is_get { Bytes::new() } else { body.clone() },
+    };
+
+    // Answers are rendered without waiting on the disk; the request is recorded unawaited.
+    if matches!(kind, WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback) {
+        let resp = answer::respond(state, kind, is_get, query, &body).await;
+        match state.spool.append_detached(record) {
+            Ok(()) => count_accepted(kind, &inspection),
+            Err(e) => {
+                metrics::counter!("callhook_events_rejected_total", "kind" => kind.as_str(), "reason" => IngestError::from(e).reason())
+                    .increment(1);
+            }
+        }
+        return Ok(resp);
+    }
+
+    // Events: 2xx only once durable.
+    state.spool.append(record).await?;
+    count_accepted(kind, &inspection);
+    Ok(respond::accepted())
+}
+
+fn count_accepted(kind: WebhookKind, i: &webhook::Inspection) {
+    metrics::counter!("callhook_events_accepted_total", "kind" => kind.as_str(), "type" => i.label)
+        .increment(1);
+    if !i.recognized {
+        metrics::counter!("callhook_events_unrecognized_total", "kind" => kind.as_str())
+            .increment(1);
+    }
+}
+
+/// Reads the whole body within the size and time limits. A declared length above the
+/// limit is refused before reading anything.
+async fn read_body(
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    cfg: &crate::config::ServerConfig,
+) -> Result<Bytes, IngestError> {
+    let limit = cfg.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(IngestError::BodyTooLarge { limit });
+    }
+    let ms = cfg.request_timeout_ms;
+    match tokio::time::timeout(
+        Duration::from_millis(ms),
+        Limited::new(body, limit).collect(),
+    )
+    .await
+    {
+        Err(_) => Err(IngestError::BodyTimeout { ms }),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(IngestError::BodyTooLarge { limit })
+        }
+        Ok(Err(_)) => Err(IngestError::BodyRead),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

@@ -1,0 +1,159 @@
+//! The HTTP server: accept loop, connection cap, per-connection tasks, graceful drain.
+
+mod answer;
+mod ingest;
+mod ops;
+pub mod respond;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::forward::KafkaStatus;
+use crate::spool::Spool;
+use routes::Routes;
+
+/// Everything a request handler needs; built once, shared by all connections.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub routes: Routes,
+    pub spool: Spool,
+    pub metrics: PrometheusHandle,
+    pub kafka: Arc<KafkaStatus>,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        cfg: Arc<Config>,
+        spool: Spool,
+        metrics: PrometheusHandle,
+        kafka: Arc<KafkaStatus>,
+    ) -> Self {
+        Self {
+            routes: Routes::new(&cfg.server.path_prefix),
+            cfg,
+            spool,
+            metrics,
+            kafka,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn kafka_status(&self) -> &KafkaStatus {
+        &self.kafka
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+/// (up to `shutdown_grace_ms`) and returns. The caller then syncs the spool.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    let cfg = &state.cfg.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms))
+        .keep_alive(cfg.keep_alive)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_headers(cfg.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(cfg.max_header_bytes as u32);
+    let graceful = GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    let conns_gauge = metrics::gauge!("callhook_http_connections");
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        if open.load(Ordering::Relaxed) >= cfg.max_connections {
+            metrics::counter!("callhook_http_connections_rejected_total").increment(1);
+            tokio::spawn(refuse(stream, cfg.retry_after_secs));
+            continue;
+        }
+        let guard = ConnGuard::new(open.clone(), conns_gauge.clone());
+        let st = state.clone();
+        let service = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, std::convert::Infallible>(ingest::handle(st, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    state.shutting_down.store(true, Ordering::Relaxed);
+    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// Answers a connection over the cap with a complete 503 and closes it, so the client
+/// retries rather than hangs.
+async fn refuse(mut stream: tokio::net::TcpStream, retry_after: u32) {
+    let body = r#"{"error":"too_many_connections","detail":"connection limit reached"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {retry_after}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Counts a connection while it lives.
+struct ConnGuard {
+    open: Arc<AtomicUsize>,
+    gauge: metrics::Gauge,
+}
+
+impl ConnGuard {
+    fn new(open: Arc<AtomicUsize>, gauge: metrics::Gauge) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        gauge.increment(1.0);
+        Self { open, gauge }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.decrement(1.0);
+    }
+}

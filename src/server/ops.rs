@@ -1,0 +1,42 @@
+//! Operational endpoints: Prometheus exposition, liveness, readiness.
+
+use bytes::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::AppState;
+use super::respond::{Body, json};
+
+pub fn metrics(state: &AppState) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(state.metrics.render())));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Alive as long as the process can answer.
+pub fn healthz() -> Response<Body> {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// Ready when the spool takes writes and callhook is not shutting down. Kafka trouble makes
+/// it `degraded` but still ready: the spool keeps accepting while Kafka is away.
+pub fn readyz(state: &AppState) -> Response<Body> {
+    let spool_ok = state.spool.is_writable();
+    let ready = spool_ok && !state.is_shutting_down();
+    let kafka = state.kafka_status();
+    let body = serde_json::json!({
+        "status": if !ready { "not_ready" } else if kafka.degraded() { "degraded" } else { "ready" },
+        "spool": if spool_ok { "writable" } else { "not_writable" },
+        "shutting_down": state.is_shutting_down(),
+        "kafka": kafka.describe(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, Bytes::from(body.to_string()))
+}

@@ -1,0 +1,252 @@
+//! The spool: callhook's durable, segmented, append-only log, and its embedded default sink.
+//!
+//! # Invariants
+//! - An append is acknowledged only after the bytes are written and, with
+//!   [`Durability::Fsync`], `fdatasync`ed. The HTTP layer answers 2xx only after that ack.
+//! - Records are whole or absent: each carries a CRC32C over all its bytes and a length, and
+//!   recovery cuts the tail at the first record that fails either check (saving the cut
+//!   bytes beside the segment as `<segment>.torn-<offset>`).
+//! - Sequence numbers are dense and increasing across segments; a segment file is named
+//!   after its first record's sequence number (`00000000000000000042.seg`).
+//! - The spool knows nothing about Vonage: a record's kind is an opaque `u8`, its key,
+//!   application id and event type are opaque bytes.
+//! - Deletion: without a downstream sink only retention (age, bytes) deletes segments. With
+//!   one, a segment is deleted only after every record in it was delivered (the sink's
+//!   checkpoint is past it) *and* retention allows it, or the disk budget needs the room.
+//! - The disk budget is never exceeded: an append that would exceed it fails with
+//!   [`AppendError::Full`], which the HTTP layer turns into 503 + Retry-After.
+//!
+//! # Layout
+//! `record.rs` the byte format; `segment.rs` files and a sequential reader; `recovery.rs`
+//! the startup scan; `writer.rs` the group-commit thread; `reader.rs` reads across
+//! segments; `checkpoint.rs` a sink's durable position.
+//!
+//! # Group commit
+//! One writer thread owns the tail. Every append queued while it was busy becomes the next
+//! batch: one vectored `write` (record headers from one buffer, bodies from their own
+//! `Bytes`, no copy) and one `fdatasync` for the whole batch. Under load batches grow and
+//! fsyncs per record fall; when idle a lone append pays one fsync.
+
+pub mod checkpoint;
+pub mod reader;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+
+pub use record::{NewRecord, Seq, StoredRecord};
+pub use recovery::Recovered;
+
+use writer::{Msg, Writer};
+
+/// Whether an append waits for the disk or only for the OS page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `fdatasync` before acknowledging: survives power loss and kernel crashes.
+    #[default]
+    Fsync,
+    /// Acknowledge after `write`: survives a callhook crash, not a machine crash.
+    Os,
+}
+
+/// Everything the spool needs to open; built from the validated config.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub durability: Durability,
+    pub segment_bytes: u64,
+    pub disk_budget_bytes: u64,
+    pub retention_age: Option<Duration>,
+    pub retention_bytes: Option<u64>,
+    /// Appends waiting for the writer before new ones are refused as overload.
+    pub queue_capacity: usize,
+    /// True when a downstream sink (Kafka) must deliver a record before it may be deleted.
+    pub has_sink: bool,
+}
+
+/// Why an append was not made durable. Every variant is callhook's own (transient) trouble
+/// except `Invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("spool disk budget reached")]
+    Full,
+    #[error("spool write queue is full")]
+    Overloaded,
+    #[error("spool write failed: {0}")]
+    Io(std::io::ErrorKind),
+    #[error("spool refused writes after an unrecoverable I/O error")]
+    Failed,
+    #[error("spool is shut down")]
+    Closed,
+    #[error("record cannot be stored: {0}")]
+    Invalid(&'static str),
+}
+
+/// Why the spool could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("recovering spool in {dir}: {source}")]
+    Recovery {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting spool writer: {0}")]
+    Writer(#[source] std::io::Error),
+}
+
+/// State shared between the writer thread and handles.
+pub(crate) struct Shared {
+    /// Next sequence number; every record below it is durable.
+    durable_next: watch::Sender<u64>,
+    /// The sink's checkpoint: first record not yet delivered downstream.
+    forwarded: AtomicU64,
+    oldest_seq: AtomicU64,
+    total_bytes: AtomicU64,
+    segments: AtomicU64,
+    failed: AtomicBool,
+    /// Set when the budget refused an append; cleared by the next successful one.
+    full: AtomicBool,
+}
+
+/// Handle to the spool; cheap to clone, shared by all request tasks.
+#[derive(Clone)]
+pub struct Spool {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    budget: u64,
+}
+
+impl Spool {
+    /// Recovers the spool in `cfg.dir` and starts its writer thread.
+    ///
+    /// # Errors
+    /// See [`OpenError`].
+    pub fn open(cfg: SpoolConfig) -> Result<(Spool, Recovered), OpenError> {
+        let recovered = recovery::recover(&cfg.dir).map_err(|source| OpenError::Recovery {
+            dir: cfg.dir.clone(),
+            source,
+        })?;
+        let (durable_next, _) = watch::channel(recovered.next_seq.0);
+        let shared = Arc::new(Shared {
+            durable_next,
+            forwarded: AtomicU64::new(0),
+            oldest_seq: AtomicU64::new(0),
+            total_bytes: AtomicU64::new(recovered.total_bytes),
+            segments: AtomicU64::new(recovered.segments.len() as u64),
+            failed: AtomicBool::new(false),
+            full: AtomicBool::new(false),
+        });
+        let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
+        let spool = Spool {
+            tx,
+            shared: shared.clone(),
+            dir: cfg.dir.clone(),
+            budget: cfg.disk_budget_bytes,
+        };
+        let writer = Writer::new(cfg, shared, recovered.clone()).map_err(OpenError::Writer)?;
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(OpenError::Writer)?;
+        Ok((spool, recovered))
+    }
+
+    /// Appends a record and resolves once it is durable (per the durability setting).
+    ///
+    /// # Errors
+    /// See [`AppendError`]; none of them leaves a partial record behind.
+    pub async fn append(&self, rec: NewRecord) -> Result<Seq, AppendError> {
+        let (ack, done) = oneshot::channel();
+        self.send(Msg::Append(rec, Some(ack)))?;
+        done.await.unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// Queues a record without waiting for it: the answer path records requests this way so
+    /// an NCCO never waits on the disk.
+    ///
+    /// # Errors
+    /// Only queue-level refusals; a later write failure is counted, not reported.
+    pub fn append_detached(&self, rec: NewRecord) -> Result<(), AppendError> {
+        self.send(Msg::Append(rec, None))
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), AppendError> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            TrySendError::Full(_) => AppendError::Overloaded,
+            TrySendError::Disconnected(_) => AppendError::Closed,
+        })
+    }
+
+    /// Writes and syncs everything queued so far, then stops the writer. Appends after this
+    /// fail with [`AppendError::Closed`].
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        // A full queue is drained by the writer; wait for room rather than drop the request.
+        let tx = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Shutdown(done)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = wait.await;
+        }
+    }
+
+    /// Watches the durable end of the spool (next sequence number).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.durable_next.subscribe()
+    }
+
+    /// Next sequence number; all records below it are durable.
+    pub fn durable_next(&self) -> Seq {
+        Seq(*self.shared.durable_next.borrow())
+    }
+
+    /// Tells the spool the sink delivered everything below `next`, so segments behind it
+    /// may be deleted.
+    pub fn set_forwarded(&self, next: Seq) {
+        self.shared.forwarded.fetch_max(next.0, Ordering::AcqRel);
+    }
+
+    /// Oldest sequence number still on disk.
+    pub fn oldest_seq(&self) -> Seq {
+        Seq(self.shared.oldest_seq.load(Ordering::Acquire))
+    }
+
+    /// Bytes used by all segments.
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The configured disk budget.
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget
+    }
+
+    /// True while the spool accepts writes (not failed, below budget).
+    pub fn is_writable(&self) -> bool {
+        !self.shared.failed.load(Ordering::Relaxed) && !self.shared.full.load(Ordering::Relaxed)
+    }
+
+    /// Directory holding the segments.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Number of segment files.
+    pub fn segments(&self) -> u64 {
+        self.shared.segments.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

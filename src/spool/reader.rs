@@ -1,0 +1,102 @@
+//! Sequential reads across segments from any sequence number, for `tail`, `replay` and the
+//! forwarder. A reader never writes; it stops at the end of the written data and can be
+//! polled again later.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::record::{Seq, StoredRecord};
+use super::segment::{self, ReadError, SegmentInfo, SegmentReader};
+
+/// Reads records in sequence order starting at a given sequence number.
+#[derive(Debug)]
+pub struct SpoolReader {
+    dir: PathBuf,
+    current: Option<(SegmentInfo, SegmentReader)>,
+    next: Seq,
+}
+
+impl SpoolReader {
+    /// A reader positioned at `from` (records before it are skipped).
+    pub fn open(dir: &Path, from: Seq) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            current: None,
+            next: from,
+        }
+    }
+
+    /// The sequence number the next record returned will have (if it still exists).
+    pub fn position(&self) -> Seq {
+        self.next
+    }
+
+    /// The next record below `until` (exclusive), or `Ok(None)` when there is none yet.
+    ///
+    /// # Errors
+    /// I/O errors and corruption in a closed segment (a torn tail is only cut by recovery).
+    pub fn next_before(&mut self, until: Seq) -> Result<Option<StoredRecord>, ReadError> {
+        if self.next >= until {
+            return Ok(None);
+        }
+        self.next_record()
+    }
+
+    /// The next record, or `Ok(None)` at the current end of the spool.
+    ///
+    /// # Errors
+    /// As [`SpoolReader::next_before`].
+    pub fn next_record(&mut self) -> Result<Option<StoredRecord>, ReadError> {
+        loop {
+            if self.current.is_none() && !self.open_segment()? {
+                return Ok(None);
+            }
+            let Some((info, reader)) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            match reader.next_record()? {
+                Some(rec) if rec.seq < self.next => continue,
+                Some(rec) => {
+                    self.next = Seq(rec.seq.0 + 1);
+                    return Ok(Some(rec));
+                }
+                None => {
+                    // End of this segment's data: move on only if a later segment exists and
+                    // nothing is half-read here (a half-read record may still be completing).
+                    let first = info.first_seq;
+                    let pending = reader.pending();
+                    let later = segment::list(&self.dir)?
+                        .into_iter()
+                        .find(|s| s.first_seq > first);
+                    match later {
+                        Some(_) if pending == 0 => self.current = None,
+                        _ => return Ok(None),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the segment holding `self.next`, or the oldest one if retention removed it.
+    fn open_segment(&mut self) -> io::Result<bool> {
+        let segs = segment::list(&self.dir)?;
+        let pick = segs
+            .iter()
+            .rev()
+            .find(|s| s.first_seq <= self.next)
+            .or_else(|| segs.first())
+            .cloned();
+        let Some(info) = pick else { return Ok(false) };
+        if info.first_seq > self.next {
+            tracing::warn!(
+                wanted = self.next.0,
+                oldest = info.first_seq.0,
+                "records before the oldest segment were deleted by retention"
+            );
+            self.next = info.first_seq;
+        }
+        let reader = SegmentReader::open(&info.path)?;
+        self.current = Some((info, reader));
+        Ok(true)
+    }
+}

@@ -1,0 +1,338 @@
+//! The group-commit writer: one OS thread owns the tail segment. It takes every append
+//! queued while the previous fsync ran, writes them with one vectored write, fsyncs once,
+//! then wakes all their waiters. Tokio workers never block on the disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::record::{NewRecord, Seq};
+use super::recovery::{Recovered, create_segment};
+use super::segment::{self, SegmentInfo};
+use super::{AppendError, Durability, Shared, SpoolConfig};
+
+/// Largest batch written with one write + fsync; bounds latency of the first waiter.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const MAX_BATCH_RECORDS: usize = 4096;
+/// How often retention runs when the spool is idle.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
+pub(crate) type Ack = oneshot::Sender<Result<Seq, AppendError>>;
+
+pub(crate) enum Msg {
+    Append(NewRecord, Option<Ack>),
+    /// Write and sync everything queued before this, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Segment {
+    info: SegmentInfo,
+    len: u64,
+    modified: SystemTime,
+}
+
+pub(crate) struct Writer {
+    cfg: SpoolConfig,
+    shared: Arc<Shared>,
+    /// Closed segments, oldest first; `tail` is the open one.
+    closed: Vec<Segment>,
+    tail: Segment,
+    file: File,
+    next_seq: u64,
+    total_bytes: u64,
+    head: Vec<u8>,
+    pending: Vec<(NewRecord, Option<Ack>, Seq)>,
+    /// Encoded size of `pending`.
+    pending_bytes: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(cfg: SpoolConfig, shared: Arc<Shared>, rec: Recovered) -> io::Result<Self> {
+        let mut segs = Vec::with_capacity(rec.segments.len());
+        for info in rec.segments {
+            let meta = std::fs::metadata(&info.path)?;
+            segs.push(Segment {
+                info,
+                len: meta.len(),
+                modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+            });
+        }
+        let tail = segs
+            .pop()
+            .ok_or_else(|| io::Error::other("recovery returned no segment"))?;
+        let file = OpenOptions::new().append(true).open(&tail.info.path)?;
+        let w = Self {
+            cfg,
+            shared,
+            closed: segs,
+            tail,
+            file,
+            next_seq: rec.next_seq.0,
+            total_bytes: rec.total_bytes,
+            head: Vec::with_capacity(64 * 1024),
+            pending: Vec::new(),
+            pending_bytes: 0,
+        };
+        w.publish();
+        Ok(w)
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        let mut last_housekeeping = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(HOUSEKEEPING) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.file.sync_all();
+                    return;
+                }
+            };
+            let mut shutdown = None;
+            let mut bytes = 0usize;
+            let mut next = first;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Append(rec, ack) => {
+                        bytes += rec.encoded_len();
+                        self.admit(rec, ack);
+                    }
+                    Msg::Shutdown(done) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if bytes >= MAX_BATCH_BYTES || self.pending.len() >= MAX_BATCH_RECORDS {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            self.commit();
+            if last_housekeeping.elapsed() >= HOUSEKEEPING {
+                self.housekeeping(false);
+                last_housekeeping = Instant::now();
+            }
+            if let Some(done) = shutdown {
+                let _ = self.file.sync_all();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// Checks limits and the disk budget, rolls the segment if needed, and queues the record.
+    fn admit(&mut self, rec: NewRecord, ack: Option<Ack>) {
+        if let Err(why) = rec.check_limits() {
+            reply(ack, Err(AppendError::Invalid(why)));
+            return;
+        }
+        if self.shared.failed.load(Ordering::Relaxed) {
+            reply(ack, Err(AppendError::Failed));
+            return;
+        }
+        let len = rec.encoded_len() as u64;
+        if self.total_bytes + self.pending_bytes + len > self.cfg.disk_budget_bytes {
+            self.commit();
+            self.housekeeping(true);
+            if self.total_bytes + len > self.cfg.disk_budget_bytes {
+                metrics::counter!("callhook_spool_budget_rejections_total").increment(1);
+                self.shared.full.store(true, Ordering::Relaxed);
+                reply(ack, Err(AppendError::Full));
+                return;
+            }
+        }
+        let tail_len = self.tail.len + self.pending_bytes;
+        if tail_len > segment::MAGIC.len() as u64 && tail_len + len > self.cfg.segment_bytes {
+            self.commit();
+            if let Err(e) = self.roll() {
+                tracing::error!(error = %e, "could not start a new spool segment");
+                reply(ack, Err(AppendError::Io(e.kind())));
+                return;
+            }
+        }
+        let seq = Seq(self.next_seq);
+        self.next_seq += 1;
+        self.pending_bytes += len;
+        self.pending.push((rec, ack, seq));
+    }
+
+    /// Writes all pending records with one vectored write and one fsync, then acks them.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let bytes = std::mem::take(&mut self.pending_bytes);
+        self.head.clear();
+        let mut heads = Vec::with_capacity(pending.len());
+        for (rec, _, seq) in &pending {
+            let start = self.head.len();
+            rec.encode_head(*seq, &mut self.head);
+            heads.push(start..self.head.len());
+        }
+        let mut slices = Vec::with_capacity(pending.len() * 2);
+        for ((rec, _, _), range) in pending.iter().zip(&heads) {
+            slices.push(IoSlice::new(&self.head[range.clone()]));
+            if !rec.body.is_empty() {
+                slices.push(IoSlice::new(&rec.body));
+            }
+        }
+        let started = Instant::now();
+        let result = write_all_vectored(&mut self.file, &mut slices).and_then(|()| {
+            if self.cfg.durability == Durability::Fsync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        drop(slices);
+        match result {
+            Ok(()) => {
+                metrics::histogram!("callhook_spool_fsync_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("callhook_spool_fsync_batch_records")
+                    .record(pending.len() as f64);
+                self.tail.len += bytes;
+                self.tail.modified = SystemTime::now();
+                self.total_bytes += bytes;
+                self.shared.full.store(false, Ordering::Relaxed);
+                self.publish();
+                for (_, ack, seq) in pending.drain(..) {
+                    reply(ack, Ok(seq));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("callhook_spool_write_errors_total").increment(1);
+                tracing::error!(error = %e, records = pending.len(), "spool write or fsync failed");
+                // Undo the partial batch so the segment stays a sequence of whole records;
+                // if even that fails the spool stops taking writes rather than risk holes.
+                let undone = self
+                    .file
+                    .set_len(self.tail.len)
+                    .and_then(|()| self.file.sync_all());
+                if let Err(e2) = undone {
+                    tracing::error!(error = %e2, "could not undo a failed spool write; refusing further appends");
+                    self.shared.failed.store(true, Ordering::Relaxed);
+                }
+                if let Some((_, _, first)) = pending.first() {
+                    self.next_seq = first.0;
+                }
+                for (_, ack, _) in pending.drain(..) {
+                    reply(ack, Err(AppendError::Io(e.kind())));
+                }
+            }
+        }
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        let info = SegmentInfo {
+            first_seq: Seq(self.next_seq),
+            path: segment::path_for(&self.cfg.dir, Seq(self.next_seq)),
+        };
+        let file = create_segment(&self.cfg.dir, &info)?;
+        let old = std::mem::replace(
+            &mut self.tail,
+            Segment {
+                info,
+                len: segment::MAGIC.len() as u64,
+                modified: SystemTime::now(),
+            },
+        );
+        self.closed.push(old);
+        self.file = file;
+        self.total_bytes += segment::MAGIC.len() as u64;
+        self.publish();
+        Ok(())
+    }
+
+    /// Deletes closed segments that retention (or, under budget pressure, forwarding) allows.
+    /// Without a downstream sink the spool *is* the sink, so only retention deletes.
+    fn housekeeping(&mut self, budget_pressure: bool) {
+        let forwarded = self.shared.forwarded.load(Ordering::Acquire);
+        let now = SystemTime::now();
+        let mut removed = false;
+        while let Some(oldest) = self.closed.first() {
+            // The segment's records are [first_seq, next segment's first_seq).
+            let end = self
+                .closed
+                .get(1)
+                .map_or(self.tail.info.first_seq.0, |s| s.info.first_seq.0);
+            let fully_forwarded = !self.cfg.has_sink || end <= forwarded;
+            let too_old = self
+                .cfg
+                .retention_age
+                .is_some_and(|age| now.duration_since(oldest.modified).unwrap_or_default() > age);
+            let too_big = self
+                .cfg
+                .retention_bytes
+                .is_some_and(|max| self.total_bytes > max);
+            let freeable = self.cfg.has_sink && budget_pressure;
+            if !(fully_forwarded && (too_old || too_big || freeable)) {
+                break;
+            }
+            match std::fs::remove_file(&oldest.info.path) {
+                Ok(()) => {
+                    self.total_bytes -= oldest.len;
+                    self.closed.remove(0);
+                    removed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %oldest.info.path.display(), "could not delete spool segment");
+                    break;
+                }
+            }
+        }
+        if removed {
+            let _ = segment::sync_dir(&self.cfg.dir);
+            self.publish();
+        }
+    }
+
+    /// Makes positions and sizes visible to readers and metrics.
+    fn publish(&self) {
+        let oldest = self
+            .closed
+            .first()
+            .map_or(self.tail.info.first_seq.0, |s| s.info.first_seq.0);
+        self.shared.oldest_seq.store(oldest, Ordering::Release);
+        self.shared
+            .total_bytes
+            .store(self.total_bytes, Ordering::Relaxed);
+        self.shared
+            .segments
+            .store(self.closed.len() as u64 + 1, Ordering::Relaxed);
+        self.shared.durable_next.send_replace(self.next_seq);
+        metrics::gauge!("callhook_spool_bytes").set(self.total_bytes as f64);
+        metrics::gauge!("callhook_spool_segments").set((self.closed.len() + 1) as f64);
+        metrics::gauge!("callhook_spool_records").set((self.next_seq - oldest) as f64);
+        metrics::gauge!("callhook_spool_next_seq").set(self.next_seq as f64);
+        metrics::gauge!("callhook_spool_budget_ratio")
+            .set(self.total_bytes as f64 / self.cfg.disk_budget_bytes.max(1) as f64);
+    }
+}
+
+fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(r);
+    }
+}
+
+/// `Write::write_all_vectored` is unstable; this is the same loop on stable.
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote zero bytes")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The metric catalogue: every name, unit and description callhook exports, installed once
+//! at startup. Names follow Prometheus conventions (base units, `_total` counters); label
+//! values come from closed sets only (routes, kinds, status classes, reasons).
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Sub-millisecond resolution where the answer path lives, up to Vonage's 5 s read timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// (name, kind, unit, help). `kind`: c counter, g gauge, h histogram. The README table and
+/// the dashboard test are checked against this list.
+pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
+    (
+        "callhook_http_requests_total",
+        'c',
+        None,
+        "HTTP requests by route and status class.",
+    ),
+    (
+        "callhook_http_request_duration_seconds",
+        'h',
+        Some(Unit::Seconds),
+        "Time from request head to response, by route.",
+    ),
+    (
+        "callhook_http_requests_in_flight",
+        'g',
+        None,
+        "Requests being handled now.",
+    ),
+    (
+        "callhook_http_connections",
+        'g',
+        None,
+        "Open client connections.",
+    ),
+    (
+        "callhook_http_connections_rejected_total",
+        'c',
+        None,
+        "Connections refused because max_connections was reached.",
+    ),
+    (
+        "callhook_events_accepted_total",
+        'c',
+        None,
+        "Webhooks accepted (durably spooled, or recorded for answers), by kind and type label.",
+    ),
+    (
+        "callhook_events_rejected_total",
+        'c',
+        None,
+        "Webhooks refused, by kind and reason.",
+    ),
+    (
+        "callhook_events_unrecognized_total",
+        'c',
+        None,
+        "Accepted webhooks whose identifying fields were missing, by kind.",
+    ),
+    (
+        "callhook_signature_verified_total",
+        'c',
+        None,
+        "Requests whose signature verified.",
+    ),
+    (
+        "callhook_signature_failures_total",
+        'c',
+        None,
+        "Signature check failures by reason and mode (enforce rejects, report only counts).",
+    ),
+    (
+        "callhook_answer_rule_hits_total",
+        'c',
+        None,
+        "Answer requests by the routing rule that matched.",
+    ),
+    (
+        "callhook_answer_upstream_requests_total",
+        'c',
+        None,
+        "Upstream answer calls by outcome (ok, timeout, error, invalid).",
+    ),
+    (
+        "callhook_answer_upstream_duration_seconds",
+        'h',
+        Some(Unit::Seconds),
+        "Upstream answer service latency.",
+    ),
+    (
+        "callhook_spool_bytes",
+        'g',
+        Some(Unit::Bytes),
+        "Bytes in spool segments.",
+    ),
+    ("callhook_spool_records", 'g', None, "Records in the spool."),
+    ("callhook_spool_segments", 'g', None, "Spool segment files."),
+    (
+        "callhook_spool_next_seq",
+        'g',
+        None,
+        "Sequence number the next spooled record gets.",
+    ),
+    (
+        "callhook_spool_budget_ratio",
+        'g',
+        None,
+        "Spool bytes as a fraction of the disk budget.",
+    ),
+    (
+        "callhook_spool_budget_rejections_total",
+        'c',
+        None,
+        "Appends refused because the disk budget was reached.",
+    ),
+    (
+        "callhook_spool_write_errors_total",
+        'c',
+        None,
+        "Failed spool writes or fsyncs.",
+    ),
+    (
+        "callhook_spool_fsync_duration_seconds",
+        'h',
+        Some(Unit::Seconds),
+        "Time to write and fsync one group-commit batch.",
+    ),
+    (
+        "callhook_spool_fsync_batch_records",
+        'h',
+        None,
+        "Records per group-commit batch.",
+    ),
+    (
+        "callhook_spool_recovered_records",
+        'g',
+        None,
+        "Records found in the tail segment at startup.",
+    ),
+    (
+        "callhook_spool_recovery_cut_bytes",
+        'g',
+        Some(Unit::Bytes),
+        "Bytes of torn tail cut at startup.",
+    ),
+    (
+        "callhook_kafka_produced_total",
+        'c',
+        None,
+        "Records delivered to Kafka, by topic.",
+    ),
+    (
+        "callhook_kafka_produce_errors_total",
+        'c',
+        None,
+        "Failed deliveries by topic and error class (transient, permanent).",
+    ),
+    (
+        "callhook_kafka_dlq_total",
+        'c',
+        None,
+        "Records sent to the dead-letter topic, by reason.",
+    ),
+    (
+        "callhook_kafka_dlq_failures_total",
+        'c',
+        None,
+        "Records that even the dead-letter topic refused; they stay in the spool.",
+    ),
+    (
+        "callhook_kafka_lag_records",
+        'g',
+        None,
+        "Spooled records not yet delivered to Kafka.",
+    ),
+    (
+        "callhook_kafka_lag_seconds",
+        'g',
+        Some(Unit::Seconds),
+        "Age of the oldest undelivered record.",
+    ),
+    (
+        "callhook_kafka_checkpoint_seq",
+        'g',
+        None,
+        "First sequence number not yet delivered.",
+    ),
+    (
+        "callhook_kafka_in_flight",
+        'g',
+        None,
+        "Records sent and awaiting delivery reports.",
+    ),
+    (
+        "callhook_kafka_broker_up",
+        'g',
+        None,
+        "1 when librdkafka reports at least one broker up.",
+    ),
+    (
+        "callhook_kafka_topic_missing",
+        'g',
+        None,
+        "1 for a configured topic the cluster does not have.",
+    ),
+    (
+        "callhook_build_info",
+        'g',
+        None,
+        "Always 1; labels carry the version.",
+    ),
+    (
+        "callhook_start_time_seconds",
+        'g',
+        Some(Unit::Seconds),
+        "Unix time the process started.",
+    ),
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once (later calls return the same handle).
+///
+/// # Panics
+/// Never: the builder's only failure modes are invalid bucket lists and a second global
+/// recorder, both excluded here (constant buckets; guarded by `OnceLock`).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_records".into()), BATCH_BUCKETS)
+                })
+                .expect("constant bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may exist in tests that embed callhook; metrics then go there.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            metrics::gauge!("callhook_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            metrics::gauge!("callhook_start_time_seconds").set(now);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    for (name, kind, unit, help) in CATALOGUE {
+        match (kind, unit) {
+            ('c', Some(u)) => describe_counter!(*name, *u, *help),
+            ('c', None) => describe_counter!(*name, *help),
+            ('g', Some(u)) => describe_gauge!(*name, *u, *help),
+            ('g', None) => describe_gauge!(*name, *help),
+            (_, Some(u)) => describe_histogram!(*name, *u, *help),
+            (_, None) => describe_histogram!(*name, *help),
+        }
+    }
+}

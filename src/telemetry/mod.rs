@@ -1,0 +1,4 @@
+//! Metrics and logs. Every metric callhook exports is named and described in `metrics.rs`.
+
+pub mod logging;
+pub mod metrics;

@@ -1,0 +1,337 @@
+//! Reads the few fields callhook needs from a webhook: the partition key, an event type
+//! label, and whether the shape was recognised. POST bodies go through simd-json's tape
+//! over one reused, padded scratch copy per thread; GET webhooks are read from the query.
+//!
+//! Where the key lives (../shared/vonage-webhooks.md §6, §8, §9):
+//! - voice: `conversation_uuid`; transfer events have `conversation_uuid_from`; failing
+//!   both, the leg's `uuid` (or `call_uuid` on human/machine events).
+//! - messages: `message_uuid`.
+//! - rtc: `conversation_id` (legacy `cid`), else the one nested in `body`; `app:knocking`
+//!   has none, so the channel id stands in.
+//!
+//! Nothing here rejects a JSON object: missing fields make it *unrecognised*, not invalid.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use simd_json::prelude::*;
+use simd_json::{Buffers, INPUT_PADDING, Tape, fill_tape_padded};
+
+use super::WebhookKind;
+use super::query;
+
+/// Longest event type label kept; Vonage's are far shorter.
+const MAX_ETYPE: usize = 64;
+
+/// What callhook learned from a webhook without changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// Partition key: all events of one call, message or conversation share it.
+    pub key: Bytes,
+    /// Event type as Vonage named it (`completed`, `member:joined`, `delivered`...).
+    pub etype: Bytes,
+    /// False when the identifying fields were missing; the event is still accepted.
+    pub recognized: bool,
+    /// `etype` folded into a fixed set, for metric labels.
+    pub label: &'static str,
+}
+
+/// Why a body is not a webhook at all (the only bodies callhook refuses).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is not valid UTF-8")]
+    NotUtf8,
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body is JSON but not an object (found {0})")]
+    NotObject(&'static str),
+}
+
+/// Field access shared by JSON bodies and query strings, so the rules are written once.
+trait Fields {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>>;
+    fn has(&self, name: &str) -> bool;
+    /// A string nested in objects (`body.conversation.conversation_id`); JSON only.
+    fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>>;
+}
+
+struct Json<'t, 'i>(simd_json::tape::Value<'t, 'i>);
+
+impl Fields for Json<'_, '_> {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0
+            .get(name)
+            .and_then(|v| v.into_string())
+            .map(Cow::Borrowed)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| !v.is_null())
+    }
+    fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+        let (last, parents) = path.split_last()?;
+        let mut v = self.0;
+        for p in parents {
+            v = v.get(*p)?;
+        }
+        v.get(*last)?.into_string().map(Cow::Borrowed)
+    }
+}
+
+struct Query<'a>(&'a str);
+
+impl Fields for Query<'_> {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        query::get(self.0, name)
+    }
+    fn has(&self, name: &str) -> bool {
+        query::pairs(self.0).any(|(k, _)| k == name)
+    }
+    fn nested(&self, _path: &[&str]) -> Option<Cow<'_, str>> {
+        None
+    }
+}
+
+struct Scratch {
+    input: Vec<u8>,
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+thread_local! {
+    /// One scratch copy per worker thread, reused: simd-json parses in place, so the
+    /// original `Bytes` (hashed for signatures, spooled, forwarded) is never touched.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        input: Vec::with_capacity(4096),
+        buffers: Buffers::new(4096),
+        tape: Some(Tape::null()),
+    });
+}
+
+/// Parses a POST body (must be a JSON object) and inspects it.
+///
+/// # Errors
+/// Only for bodies that are not a JSON object; see [`BodyError`].
+pub fn inspect_body(kind: WebhookKind, body: &[u8]) -> Result<Inspection, BodyError> {
+    with_json(body, |v| inspect_fields(kind, &Json(v)))
+}
+
+/// Runs `f` over the parsed top-level object of `body`.
+///
+/// # Errors
+/// See [`BodyError`].
+pub fn with_json<R>(
+    body: &[u8],
+    f: impl FnOnce(simd_json::tape::Value<'_, '_>) -> R,
+) -> Result<R, BodyError> {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Scratch {
+            input,
+            buffers,
+            tape,
+        } = &mut *guard;
+        input.clear();
+        input.extend_from_slice(body);
+        input.resize(body.len() + INPUT_PADDING, 0);
+        let mut t: Tape<'_> = tape.take().unwrap_or_else(Tape::null).reset();
+        let out = match fill_tape_padded(input, body.len(), buffers, &mut t) {
+            Err(e) => Err(if std::str::from_utf8(body).is_err() {
+                BodyError::NotUtf8
+            } else {
+                BodyError::NotJson(e.to_string())
+            }),
+            Ok(()) => {
+                let v = t.as_value();
+                if v.is_object() {
+                    Ok(f(v))
+                } else {
+                    Err(BodyError::NotObject(type_name(v)))
+                }
+            }
+        };
+        *tape = Some(t.reset());
+        out
+    })
+}
+
+fn type_name(v: simd_json::tape::Value<'_, '_>) -> &'static str {
+    match v.value_type() {
+        simd_json::ValueType::Array => "an array",
+        simd_json::ValueType::String => "a string",
+        simd_json::ValueType::Null => "null",
+        simd_json::ValueType::Bool => "a boolean",
+        _ => "a number",
+    }
+}
+
+/// Inspects a GET webhook's query string. Never fails: any query is accepted.
+pub fn inspect_query(kind: WebhookKind, q: &str) -> Inspection {
+    inspect_fields(kind, &Query(q))
+}
+
+fn first<'a>(f: &'a dyn Fields, names: &[&str]) -> Option<Cow<'a, str>> {
+    names
+        .iter()
+        .find_map(|n| f.text(n).filter(|s| !s.is_empty()))
+}
+
+fn inspect_fields(kind: WebhookKind, f: &dyn Fields) -> Inspection {
+    let (key, etype): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match kind {
+        WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback => {
+            let label = if kind == WebhookKind::VoiceAnswer {
+                "answer"
+            } else {
+                "fallback"
+            };
+            (
+                first(f, &["conversation_uuid", "uuid"]),
+                Some(Cow::Borrowed(label)),
+            )
+        }
+        WebhookKind::VoiceEvent => (
+            first(
+                f,
+                &[
+                    "conversation_uuid",
+                    "conversation_uuid_from",
+                    "uuid",
+                    "call_uuid",
+                ],
+            ),
+            voice_event_type(f),
+        ),
+        WebhookKind::MessagesInbound => (first(f, &["message_uuid"]), first(f, &["message_type"])),
+        WebhookKind::MessagesStatus => (first(f, &["message_uuid"]), first(f, &["status"])),
+        WebhookKind::RtcEvent => (
+            first(f, &["conversation_id", "cid"])
+                .or_else(|| f.nested(&["body", "conversation_id"]))
+                .or_else(|| f.nested(&["body", "conversation", "conversation_id"]))
+                .or_else(|| f.nested(&["body", "channel", "id"])),
+            first(f, &["type"]),
+        ),
+    };
+    let recognized = key.is_some() && etype.is_some();
+    let etype = etype.map(|e| truncate(&e).to_owned()).unwrap_or_default();
+    Inspection {
+        label: label_for(kind, &etype),
+        key: key
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .unwrap_or_default(),
+        etype: Bytes::from(etype),
+        recognized,
+    }
+}
+
+/// Status events carry `status`; the rest are told apart by their fields, in the order
+/// the PHP SDK's webhook factory uses (../shared/vonage-webhooks.md §6.3).
+fn voice_event_type<'a>(f: &'a dyn Fields) -> Option<Cow<'a, str>> {
+    if let Some(s) = first(f, &["status"]) {
+        return Some(s);
+    }
+    if let Some(t) = first(f, &["type"]) {
+        return Some(t);
+    }
+    let by_field = [
+        ("recording_url", "record"),
+        ("reason", "error"),
+        ("payload", "notify"),
+        ("speech", "input"),
+        ("dtmf", "input"),
+    ];
+    by_field
+        .iter()
+        .find(|(field, _)| f.has(field))
+        .map(|(_, t)| Cow::Borrowed(*t))
+}
+
+fn truncate(s: &str) -> &str {
+    if s.len() <= MAX_ETYPE {
+        return s;
+    }
+    let mut end = MAX_ETYPE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+const VOICE_TYPES: &[&str] = &[
+    "started",
+    "ringing",
+    "answered",
+    "busy",
+    "cancelled",
+    "unanswered",
+    "rejected",
+    "failed",
+    "timeout",
+    "disconnected",
+    "human",
+    "machine",
+    "completed",
+    "input",
+    "record",
+    "transfer",
+    "notify",
+    "error",
+    "transcribed",
+    "success",
+    "failure",
+];
+const MESSAGE_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "file",
+    "vcard",
+    "location",
+    "sticker",
+    "reaction",
+    "reply",
+    "button",
+    "order",
+    "contact",
+    "unsupported",
+    "submitted",
+    "delivered",
+    "rejected",
+    "undeliverable",
+    "read",
+];
+const RTC_FAMILIES: &[&str] = &[
+    "app",
+    "leg",
+    "member",
+    "conversation",
+    "audio",
+    "rtc",
+    "sip",
+    "text",
+    "image",
+    "message",
+    "custom",
+    "ephemeral",
+];
+
+/// Folds an event type into a fixed set so metric label values stay bounded.
+fn label_for(kind: WebhookKind, etype: &str) -> &'static str {
+    let (set, probe) = match kind {
+        WebhookKind::VoiceAnswer => return "answer",
+        WebhookKind::VoiceFallback => return "fallback",
+        WebhookKind::VoiceEvent => (VOICE_TYPES, etype),
+        WebhookKind::MessagesInbound | WebhookKind::MessagesStatus => (MESSAGE_TYPES, etype),
+        WebhookKind::RtcEvent => (RTC_FAMILIES, etype.split(':').next().unwrap_or("")),
+    };
+    if etype.is_empty() {
+        return "none";
+    }
+    set.iter()
+        .find(|t| **t == probe)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests;

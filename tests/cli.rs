@@ -1,0 +1,107 @@
+//! The command line as a user meets it: check-config, config layering, tail filters.
+
+mod common;
+use std::process::Command;
+
+use common::BIN;
+
+fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check-config").args(args);
+    for var in [
+        "CALLHOOK_LISTEN",
+        "CALLHOOK_DATA_DIR",
+        "CALLHOOK_KAFKA_BROKERS",
+        "CALLHOOK_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config/callhook.toml");
+    let (code, out, err) = check(&["--config", path], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[server]") && out.contains("[spool]"), "{out}");
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "[spool]\nsegment_bytes = 10\n").unwrap();
+    let (code, _, err) = check(&["--config", p.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("spool.segment_bytes"), "{err}");
+    std::fs::write(&p, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let (code, _, err) = check(&["--config", p.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen"), "{err}");
+    let (code, _, err) = check(&["--config", "/nonexistent/callhook.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[server]\nlisten = \"127.0.0.1:7000\"\nmax_body_bytes = 5000\n",
+    )
+    .unwrap();
+    let cfg = p.to_str().unwrap();
+    let (code, out, err) = check(
+        &["--config", cfg],
+        &[
+            ("CALLHOOK_SERVER__MAX_BODY_BYTES", "6000"),
+            ("CALLHOOK_SPOOL__DURABILITY", "os"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("max_body_bytes = 6000"), "{out}");
+    assert!(out.contains("durability = \"os\""), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:7000\""), "{out}");
+    let (_, out, _) = check(
+        &["--config", cfg, "--listen", "127.0.0.1:7002"],
+        &[("CALLHOOK_LISTEN", "127.0.0.1:7001")],
+    );
+    assert!(out.contains("listen = \"127.0.0.1:7002\""), "{out}");
+    let (_, out, _) = check(&["--config", cfg], &[("CALLHOOK_LISTEN", "127.0.0.1:7001")]);
+    assert!(out.contains("listen = \"127.0.0.1:7001\""), "{out}");
+    let (code, _, err) = check(&["--config", cfg], &[("CALLHOOK_SPOOL__NOPE", "1")]);
+    assert_eq!(code, 2, "unknown env key refused");
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn tail_rejects_unknown_kind_and_missing_spool() {
+    let out = Command::new(BIN)
+        .args([
+            "tail",
+            "--data-dir",
+            "/nonexistent",
+            "--kind",
+            "voice.event",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["tail", "--kind", "sms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind"));
+}

@@ -1,0 +1,325 @@
+//! Test harness: starts the real `callhook` binary on 127.0.0.1:0 with its own data dir
+//! and config, and talks HTTP/1.1 to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_callhook");
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The fixture as Vonage puts it on the wire: compact JSON (whitespace outside strings
+/// removed, key order and every value's spelling kept).
+pub fn compact(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_str, mut esc) = (false, false);
+    for &b in json {
+        if in_str {
+            out.push(b);
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if !b.is_ascii_whitespace() {
+            in_str = b == b'"';
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// A flat JSON fixture of strings as the query string Vonage would send (received order).
+pub fn fixture_query(name: &str) -> String {
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&fixture(name)).unwrap();
+    v.iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                enc(k),
+                enc(v.as_str().expect("query fixtures hold strings"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A running gateway process. Killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+impl Gateway {
+    /// Starts with `extra_toml` appended to a config that listens on an ephemeral port.
+    pub fn start(extra_toml: &str) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut g = Self::start_in(&data, extra_toml, &[]);
+        g._tmp = Some(tmp);
+        g
+    }
+
+    /// Starts on an existing data dir (restart tests).
+    pub fn start_in(data: &Path, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        std::fs::create_dir_all(data).unwrap();
+        let config = data.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{extra_toml}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data);
+        cmd.env_remove("CALLHOOK_LISTEN").env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("callhook did not start (status {:?})", child.try_wait()));
+        let addr = line
+            .strip_prefix("callhook listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Gateway {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            config,
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        request(self.addr, method, path, headers, body.into()).await
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.request("POST", path, &[("content-type", "application/json")], body)
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], Bytes::new()).await
+    }
+
+    /// SIGTERM, then wait for exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        unsafe_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "callhook did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `callhook tail` output, one parsed JSON value per line.
+    pub fn tail(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        tail_lines(&self.data, extra)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+pub fn tail_lines(data: &Path, extra: &[&str]) -> Vec<String> {
+    let out = Command::new(BIN)
+        .arg("tail")
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tail failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send
+        .send_request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Route for a fixture file, by its name.
+pub fn route_for(name: &str) -> &'static str {
+    if name.starts_with("messages-status") {
+        "/webhooks/messages/status"
+    } else if name.starts_with("messages-inbound") {
+        "/webhooks/messages/inbound"
+    } else if name.starts_with("rtc-") {
+        "/webhooks/rtc/event"
+    } else if name.contains("answer-fallback") {
+        "/webhooks/voice/fallback"
+    } else if name.contains("answer") {
+        "/webhooks/voice/answer"
+    } else {
+        "/webhooks/voice/event"
+    }
+}
+
+pub fn kind_for(name: &str) -> &'static str {
+    match route_for(name) {
+        "/webhooks/messages/status" => "messages.status",
+        "/webhooks/messages/inbound" => "messages.inbound",
+        "/webhooks/rtc/event" => "rtc.event",
+        "/webhooks/voice/fallback" => "voice.fallback",
+        "/webhooks/voice/answer" => "voice.answer",
+        _ => "voice.event",
+    }
+}
+
+/// Every POST-body webhook fixture (not GET queries, NCCOs, claims or app configs).
+pub fn body_fixtures() -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| {
+                n.ends_with(".json")
+                    && !n.contains("query")
+                    && !n.starts_with("ncco")
+                    && !n.starts_with("jwt")
+                    && !n.starts_with("application")
+            })
+            .collect();
+    v.sort();
+    v
+}

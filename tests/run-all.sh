@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, starts a local
+# Kafka-protocol broker, runs formatting and lint checks, every test, and builds the benches.
+# Fails (non-zero) when anything it needs is missing; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+log() { echo "run-all: $*" >&2; }
+
+command -v cargo >/dev/null || { log "ERROR: cargo not found"; exit 1; }
+t0=$SECONDS
+
+# 1. A real Kafka-protocol broker (tansu, built from crates.io once; ~16-20 min on 2 cores).
+deploy/local/kafka-local.sh install
+log "broker ready to start after $((SECONDS - t0)) s"
+
+# 2. Build everything once, then check formatting and lints.
+cargo build --locked --all-targets
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+log "build and lints done after $((SECONDS - t0)) s"
+
+# 3. Start the broker on its own port and run every test against it.
+PORT=${KAFKA_LOCAL_PORT:-19092}
+KAFKA_BOOTSTRAP=$(deploy/local/kafka-local.sh start "$PORT")
+export KAFKA_BOOTSTRAP
+trap 'deploy/local/kafka-local.sh stop "$PORT"' EXIT
+cargo test --locked --all-targets
+log "all tests passed after $((SECONDS - t0)) s"
