@@ -6,4 +6,5 @@ pub mod server;
 pub mod shutdown;
 pub mod spool;
 pub mod telemetry;
+pub mod verify;
 pub mod webhook;

@@ -44,6 +44,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 pub enum ServeError {
     #[error(transparent)]
     Spool(#[from] crate::spool::OpenError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -73,7 +75,7 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     let kafka = Arc::new(KafkaStatus::new(cfg.kafka.enabled()));
-    let state = Arc::new(AppState::new(cfg.clone(), spool.clone(), metrics, kafka));
+    let state = Arc::new(AppState::new(cfg.clone(), spool.clone(), metrics, kafka)?);
     // Tests and scripts read this line to find an ephemeral port.
     println!("callhook listening on http://{local}");
     tracing::info!(%local, durability = ?cfg.spool.durability, "callhook listening");

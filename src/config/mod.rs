@@ -18,6 +18,7 @@ pub use kafka::{KafkaConfig, TopicsConfig};
 pub use limits::*;
 
 use crate::spool::Durability;
+use crate::verify::{ApplicationConfig, SignaturesConfig, Verifier};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,6 +28,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// The durable local spool (and default sink).
     pub spool: SpoolSettings,
+    /// Vonage applications: ids, signature secrets, capabilities, signature policy.
+    pub applications: Vec<ApplicationConfig>,
+    /// Signed-webhook checks shared by all applications (clock skew, replay memory).
+    pub signatures: SignaturesConfig,
     /// Kafka fan-out; off unless `brokers` is set.
     pub kafka: KafkaConfig,
     /// Log output.
@@ -267,7 +272,17 @@ impl Config {
             ));
         }
         self.kafka.validate()?;
+        self.verifier()?;
         Ok(())
+    }
+
+    /// The signature verifier for the configured applications (all key setup happens here).
+    ///
+    /// # Errors
+    /// A bad application entry, with its path (`applications[1].signature_secrets`).
+    pub fn verifier(&self) -> Result<Verifier, ConfigError> {
+        Verifier::new(&self.applications, &self.signatures)
+            .map_err(|e| ConfigError::invalid(e.path, e.problem))
     }
 
     /// The spool settings in the spool's own terms.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response};
 
 use super::respond::{self, Body, IngestError};
@@ -15,7 +15,8 @@ use super::routes::{self, Route};
 use super::{AppState, answer, ops};
 use crate::spool::NewRecord;
 use crate::telemetry::logging::RateLimit;
-use crate::webhook::{self, WebhookKind};
+use crate::verify::{AppId, Capability, SignedRequest, Verdict};
+use crate::webhook::{self, Family, WebhookKind};
 
 static REJECT_LOG: RateLimit = RateLimit::new();
 
@@ -72,19 +73,31 @@ async fn webhook(
     let is_get = parts.method == Method::GET;
     let received_us = now_us();
 
+    // Verify before parsing: nothing unsigned or forged reaches the spool.
+    let app = verify(
+        state,
+        kind,
+        &parts,
+        &body,
+        query,
+        is_get,
+        path_app.as_deref(),
+    )?;
+
     // Parse: a GET webhook's payload is its query; a POST's is a JSON object.
     let inspection = if is_get {
         webhook::inspect_query(kind, query)
     } else {
         webhook::inspect_body(kind, &body)?
     };
-    let app = path_app.map(Bytes::from).unwrap_or_default();
     let record = NewRecord {
         kind: kind.as_u8(),
         is_query: is_get,
         received_us,
         key: inspection.key.clone(),
-        app,
+        app: app
+            .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
+            .unwrap_or_default(),
         etype: inspection.etype.clone(),
         meta: Bytes::copy_from_slice(query.as_bytes()),
         body: if is_get { Bytes::new() } else { body.clone() },
@@ -107,6 +120,47 @@ async fn webhook(
     state.spool.append(record).await?;
     count_accepted(kind, &inspection);
     Ok(respond::accepted())
+}
+
+/// Applies the signature policy of the route's applications (see `verify`): the JWT when
+/// there is an `Authorization` header, the legacy `sig` when a GET carries one instead.
+fn verify(
+    state: &AppState,
+    kind: WebhookKind,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    query: &str,
+    is_get: bool,
+    path_app: Option<&str>,
+) -> Result<Option<AppId>, IngestError> {
+    let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    let verdict =
+        if authorization.is_none() && is_get && webhook::query::get(query, "sig").is_some() {
+            let params: Vec<_> = webhook::query::pairs(query).collect();
+            state.verifier.verify_legacy(path_app, &params)
+        } else {
+            state.verifier.verify(&SignedRequest {
+                capability: capability(kind),
+                authorization,
+                body: if is_get { &[] } else { body },
+                query: is_get.then_some(query),
+                path_app,
+                now_unix: (now_us() / 1_000_000),
+            })
+        };
+    match verdict {
+        Verdict::Accept { app, .. } => Ok(app.or_else(|| path_app.map(AppId::from))),
+        Verdict::Unsigned => Err(IngestError::Unsigned),
+        Verdict::Reject(e) => Err(IngestError::Signature(e)),
+    }
+}
+
+fn capability(kind: WebhookKind) -> Capability {
+    match kind.family() {
+        Family::Voice => Capability::Voice,
+        Family::Messages => Capability::Messages,
+        Family::Rtc => Capability::Rtc,
+    }
 }
 
 fn count_accepted(kind: WebhookKind, i: &webhook::Inspection) {

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::forward::KafkaStatus;
 use crate::spool::Spool;
+use crate::verify::Verifier;
 use routes::Routes;
 
 /// Everything a request handler needs; built once, shared by all connections.
@@ -31,24 +32,28 @@ pub struct AppState {
     pub spool: Spool,
     pub metrics: PrometheusHandle,
     pub kafka: Arc<KafkaStatus>,
+    pub verifier: Verifier,
     shutting_down: AtomicBool,
 }
 
 impl AppState {
+    /// # Errors
+    /// A configuration that did not pass [`Config::validate`].
     pub fn new(
         cfg: Arc<Config>,
         spool: Spool,
         metrics: PrometheusHandle,
         kafka: Arc<KafkaStatus>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            verifier: cfg.verifier()?,
             routes: Routes::new(&cfg.server.path_prefix),
             cfg,
             spool,
             metrics,
             kafka,
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {

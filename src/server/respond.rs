@@ -9,6 +9,7 @@ use hyper::{Response, StatusCode};
 
 use super::routes::RouteError;
 use crate::spool::AppendError;
+use crate::verify::SignatureError;
 use crate::webhook::BodyError;
 
 pub type Body = Full<Bytes>;
@@ -28,6 +29,11 @@ pub enum IngestError {
     BodyRead,
     #[error("{0}")]
     Malformed(#[from] BodyError),
+    /// A signed route got a request without a token: 503 so Vonage retries, signed.
+    #[error("request is not signed; Vonage retries unsigned callbacks signed")]
+    Unsigned,
+    #[error("signature check failed: {}", .0.reason())]
+    Signature(SignatureError),
     #[error("{0}")]
     Spool(#[from] AppendError),
     #[error("callhook is shutting down")]
@@ -52,6 +58,8 @@ impl IngestError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Spool(AppendError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::Unsigned => StatusCode::SERVICE_UNAVAILABLE,
             // Our own trouble: Vonage retries 503 (and 429), never 500.
             Self::Spool(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -68,6 +76,8 @@ impl IngestError {
             Self::Malformed(BodyError::NotUtf8) => "not_utf8",
             Self::Malformed(BodyError::NotJson(_)) => "not_json",
             Self::Malformed(BodyError::NotObject(_)) => "not_object",
+            Self::Signature(_) => "invalid_signature",
+            Self::Unsigned => "unsigned",
             Self::Spool(AppendError::Full) => "spool_full",
             Self::Spool(AppendError::Overloaded) => "overloaded",
             Self::Spool(AppendError::Io(_)) => "spool_io_error",
@@ -80,7 +90,12 @@ impl IngestError {
     /// The response the client sees.
     pub fn into_response(self, retry_after_secs: u32) -> Response<Body> {
         let status = self.status();
-        let mut resp = json(status, error_body(self.reason(), &self.to_string()));
+        let detail = match &self {
+            // The body names only which check failed, never token or secret material.
+            Self::Signature(e) => e.reason().to_owned(),
+            other => other.to_string(),
+        };
+        let mut resp = json(status, error_body(self.reason(), &detail));
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));

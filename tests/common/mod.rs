@@ -323,3 +323,65 @@ pub fn body_fixtures() -> Vec<String> {
     v.sort();
     v
 }
+
+/// Signs like Vonage: HS256 JWT with iat, jti, iss "Vonage", payload_hash = sha256(body)
+/// hex, api_key and application_id; made with `jsonwebtoken`, independent of callhook.
+pub fn vonage_token(
+    secret: &str,
+    api_key: &str,
+    app: &str,
+    payload: &[u8],
+    iat: i64,
+    jti: &str,
+) -> String {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let claims = serde_json::json!({
+        "iat": iat, "jti": jti, "iss": "Vonage", "payload_hash": hash,
+        "api_key": api_key, "application_id": app,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The payload a GET webhook's hash covers: its decoded query as compact JSON, in order.
+pub fn query_payload(query: &str) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap();
+        m.insert(dec(k), serde_json::Value::from(dec(v)));
+    }
+    serde_json::to_vec(&serde_json::Value::Object(m)).unwrap()
+}
+
+fn dec(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
+            );
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
