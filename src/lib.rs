@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod ncco;
 pub mod server;
 pub mod shutdown;
 pub mod spool;

@@ -2,7 +2,7 @@
 
 mod check_config;
 mod serve;
-mod tail;
+pub mod tail;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

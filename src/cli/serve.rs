@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::ServeArgs;
 use crate::config::Config;
-use crate::forward::KafkaStatus;
+use crate::forward::{Forwarder, KafkaStatus};
 use crate::server::{self, AppState};
 use crate::spool::Spool;
 use crate::{shutdown, telemetry};
@@ -46,6 +46,8 @@ pub enum ServeError {
     Spool(#[from] crate::spool::OpenError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Kafka(#[from] crate::forward::ForwardError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -75,13 +77,32 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     let kafka = Arc::new(KafkaStatus::new(cfg.kafka.enabled()));
-    let state = Arc::new(AppState::new(cfg.clone(), spool.clone(), metrics, kafka)?);
+    let state = Arc::new(AppState::new(
+        cfg.clone(),
+        spool.clone(),
+        metrics,
+        kafka.clone(),
+    )?);
+    // Kafka is optional: the spool is the sink until brokers are configured.
+    let forwarder = if cfg.kafka.enabled() {
+        tracing::info!(
+            brokers = cfg.kafka.brokers.as_deref().unwrap_or(""),
+            "Kafka fan-out on"
+        );
+        Some(Forwarder::start(&cfg.kafka, spool.clone(), kafka)?)
+    } else {
+        None
+    };
     // Tests and scripts read this line to find an ephemeral port.
     println!("callhook listening on http://{local}");
     tracing::info!(%local, durability = ?cfg.spool.durability, "callhook listening");
     server::run(listener, state, shutdown::signal()).await;
     tracing::info!("stopped accepting; syncing spool");
     spool.shutdown().await;
+    if let Some(f) = forwarder {
+        tracing::info!("flushing Kafka");
+        let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+    }
     tracing::info!("callhook stopped cleanly");
     Ok(())
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use limits::*;
 
+use crate::ncco::{AnswerConfig, AnswerPlan};
 use crate::spool::Durability;
 use crate::verify::{ApplicationConfig, SignaturesConfig, Verifier};
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The durable local spool (and default sink).
     pub spool: SpoolSettings,
+    /// Answer routing rules and their NCCOs (first match wins, then the default).
+    pub answer: AnswerConfig,
     /// Vonage applications: ids, signature secrets, capabilities, signature policy.
     pub applications: Vec<ApplicationConfig>,
     /// Signed-webhook checks shared by all applications (clock skew, replay memory).
@@ -273,7 +276,18 @@ impl Config {
         }
         self.kafka.validate()?;
         self.verifier()?;
+        self.answer_plan()?;
         Ok(())
+    }
+
+    /// The answer rules compiled (NCCOs validated, templates split into slots).
+    ///
+    /// # Errors
+    /// A bad rule or NCCO, with its path (`answer.rules[1].ncco[0].endpoint[0].number`).
+    pub fn answer_plan(&self) -> Result<AnswerPlan, ConfigError> {
+        let ids: Vec<&str> = self.applications.iter().map(|a| a.id.as_str()).collect();
+        AnswerPlan::compile(&self.answer, &ids)
+            .map_err(|e| ConfigError::invalid(e.path.clone(), format!("{} ({})", e.detail, e.rule)))
     }
 
     /// The signature verifier for the configured applications (all key setup happens here).

@@ -1,6 +1,565 @@
-//! Kafka fan-out: relays the spool to a topic per webhook kind, advancing a durable
-//! checkpoint only over records whose delivery Kafka confirmed.
+//! Kafka fan-out: a dedicated thread relays the spool to a topic per webhook kind and
+//! advances a durable checkpoint only over records whose delivery Kafka confirmed.
+//!
+//! # Guarantees
+//! - At least once: the checkpoint (`<data_dir>/spool/kafka.checkpoint`) is the first record
+//!   not yet confirmed; everything from it is re-sent after a crash. Duplicates are limited
+//!   to records in flight at the crash, and carry the same `ce_id`.
+//! - Ordered per call: records are sent in spool order with the call's key, through an
+//!   idempotent producer (`enable.idempotence`, `acks=all`) whose own retries keep order.
+//!   Only after a delivery *failure* (Kafka away longer than `message_timeout_ms`) can a
+//!   retried record land after a later one of the same call.
+//! - One failing topic does not stop the others: its records wait (in memory, bounded by
+//!   `max_in_flight`) and are retried with back-off while other topics keep flowing; the
+//!   checkpoint waits for the oldest.
+//! - Permanent per-record errors (too large, invalid, not authorised) go to the dead-letter
+//!   topic with a `callhook_dlq_reason` header; if even that fails the record is retried
+//!   and the checkpoint does not pass it. Nothing is skipped silently.
+//! - Shutdown flushes in-flight records for up to `flush_timeout_ms` and persists the
+//!   checkpoint; what was not confirmed stays in the spool for the next start.
 
+mod admin;
+pub mod producer;
+pub mod record;
 pub mod status;
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Header;
+use rdkafka::producer::{BaseRecord, Producer as _};
+
 pub use status::KafkaStatus;
+
+use crate::config::KafkaConfig;
+use crate::spool::checkpoint::Checkpoint;
+use crate::spool::reader::SpoolReader;
+use crate::spool::{Seq, Spool, StoredRecord};
+use crate::webhook::WebhookKind;
+use producer::Producer;
+
+/// Tags dead-letter sends in the delivery opaque (sequence numbers stay far below it).
+const DLQ_BIT: usize = 1 << 62;
+/// Records read from the spool between two polls of the producer.
+const READ_BATCH: usize = 4096;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why the forwarder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("creating the Kafka producer: {0}")]
+    Producer(#[from] KafkaError),
+    #[error("reading the Kafka checkpoint: {0}")]
+    Checkpoint(#[source] std::io::Error),
+    #[error("starting the forwarder thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Handle to the running forwarder thread.
+pub struct Forwarder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Starts forwarding from the persisted checkpoint.
+    ///
+    /// # Errors
+    /// See [`ForwardError`]. A broker that is down is not an error: it is reported by
+    /// `/readyz` and metrics, and the spool keeps accepting.
+    pub fn start(
+        cfg: &KafkaConfig,
+        spool: Spool,
+        status: Arc<KafkaStatus>,
+    ) -> Result<Self, ForwardError> {
+        let producer = producer::create(cfg, status.clone())?;
+        let checkpoint = Checkpoint::new(spool.dir(), "kafka");
+        let from = checkpoint
+            .load()
+            .map_err(ForwardError::Checkpoint)?
+            .unwrap_or(Seq(0));
+        spool.set_forwarded(from);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pipeline = Pipeline::new(cfg.clone(), producer, spool, status, checkpoint, from);
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kafka-forwarder".into())
+            .spawn(move || pipeline.run(&flag))
+            .map_err(ForwardError::Thread)?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops reading, flushes what is in flight (bounded), persists the checkpoint and waits
+    /// for the thread. Blocking: call from `spawn_blocking`.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    InFlight,
+    Waiting,
+    DlqInFlight,
+    DlqWaiting,
+}
+
+struct Held {
+    rec: StoredRecord,
+    kind: WebhookKind,
+    topic: usize,
+    state: State,
+    dlq_reason: &'static str,
+}
+
+#[derive(Default)]
+struct Topic {
+    name: String,
+    backoff_until: Option<Instant>,
+    failures: u32,
+    /// Held records of this topic waiting for a retry.
+    waiting: usize,
+}
+
+struct Pipeline {
+    cfg: KafkaConfig,
+    producer: Producer,
+    spool: Spool,
+    status: Arc<KafkaStatus>,
+    checkpoint: Checkpoint,
+    reader: SpoolReader,
+    held: BTreeMap<u64, Held>,
+    topics: Vec<Topic>,
+    by_kind: HashMap<WebhookKind, usize>,
+    dlq: usize,
+    /// Largest value the DLQ takes verbatim (librdkafka's `message.max.bytes` minus room).
+    dlq_max_value: usize,
+    committed: Seq,
+    last_persist: Instant,
+    next_health: Instant,
+}
+
+impl Pipeline {
+    fn new(
+        cfg: KafkaConfig,
+        producer: Producer,
+        spool: Spool,
+        status: Arc<KafkaStatus>,
+        checkpoint: Checkpoint,
+        from: Seq,
+    ) -> Self {
+        let mut topics: Vec<Topic> = Vec::new();
+        let idx = |name: &str, topics: &mut Vec<Topic>| {
+            topics
+                .iter()
+                .position(|t| t.name == name)
+                .unwrap_or_else(|| {
+                    topics.push(Topic {
+                        name: name.to_owned(),
+                        ..Topic::default()
+                    });
+                    topics.len() - 1
+                })
+        };
+        let by_kind = WebhookKind::ALL
+            .into_iter()
+            .map(|k| (k, idx(cfg.topics.for_kind(k), &mut topics)))
+            .collect();
+        let dlq = idx(&cfg.topics.dlq, &mut topics);
+        let max_msg = cfg
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        Self {
+            reader: SpoolReader::open(spool.dir(), from),
+            cfg,
+            producer,
+            spool,
+            status,
+            checkpoint,
+            held: BTreeMap::new(),
+            topics,
+            by_kind,
+            dlq,
+            dlq_max_value: max_msg.saturating_sub(16 * 1024),
+            committed: from,
+            last_persist: Instant::now(),
+            next_health: Instant::now(),
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        if self.cfg.create_topics {
+            let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    if let Err(e) = rt.block_on(admin::create_topics(&self.cfg, &names)) {
+                        tracing::warn!(error = %e, "could not create Kafka topics");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "no runtime for topic creation"),
+            }
+        }
+        while !stop.load(Ordering::Acquire) {
+            let read = self.read_and_send();
+            self.retry_due();
+            self.producer.poll(if read > 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(5)
+            });
+            self.handle_reports();
+            self.checkpoint_if_due(false);
+            self.health_if_due();
+        }
+        self.shutdown();
+    }
+
+    /// Reads durable records not yet held, up to the in-flight bound, and sends them.
+    fn read_and_send(&mut self) -> usize {
+        let durable = self.spool.durable_next();
+        let mut n = 0;
+        while self.held.len() < self.cfg.max_in_flight && n < READ_BATCH {
+            match self.reader.next_before(durable) {
+                Ok(Some(rec)) => {
+                    n += 1;
+                    self.admit(rec);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, at = self.reader.position().0, "cannot read the spool for Kafka");
+                    std::thread::sleep(Duration::from_millis(500));
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    fn admit(&mut self, rec: StoredRecord) {
+        let Some(kind) = WebhookKind::from_u8(rec.kind) else {
+            tracing::error!(
+                seq = rec.seq.0,
+                kind = rec.kind,
+                "spool record of unknown kind; not forwarded"
+            );
+            return;
+        };
+        let topic = self.by_kind[&kind];
+        let seq = rec.seq.0;
+        self.held.insert(
+            seq,
+            Held {
+                rec,
+                kind,
+                topic,
+                state: State::Waiting,
+                dlq_reason: "",
+            },
+        );
+        self.topics[topic].waiting += 1;
+        if self.topics[topic].backoff_until.is_none() {
+            self.send(seq);
+        }
+    }
+
+    /// Sends a held record (to its topic, or to the DLQ when it is marked for it).
+    fn send(&mut self, seq: u64) {
+        let Some(h) = self.held.get(&seq) else { return };
+        let to_dlq = matches!(h.state, State::DlqWaiting);
+        let topic = if to_dlq { self.dlq } else { h.topic };
+        let mut headers = record::headers(&h.rec, h.kind, &self.cfg.ce_source);
+        let mut value = record::value(&h.rec);
+        if to_dlq {
+            headers = headers
+                .insert(Header {
+                    key: "callhook_dlq_reason",
+                    value: Some(h.dlq_reason),
+                })
+                .insert(Header {
+                    key: "callhook_dlq_original_topic",
+                    value: Some(self.topics[h.topic].name.as_str()),
+                });
+            if value.len() > self.dlq_max_value {
+                headers = headers.insert(Header {
+                    key: "callhook_dlq_value",
+                    value: Some("descriptor"),
+                });
+                value = dlq_descriptor(&h.rec, h.dlq_reason, value.len());
+            }
+        }
+        let key: Option<&[u8]> = (!h.rec.key.is_empty()).then_some(&h.rec.key[..]);
+        let tag = seq as usize | if to_dlq { DLQ_BIT } else { 0 };
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&self.topics[topic].name, tag)
+                .payload(&value[..])
+                .headers(headers);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        let result = self.producer.send(rec).map_err(|(e, _)| e);
+        let state = if to_dlq {
+            State::DlqInFlight
+        } else {
+            State::InFlight
+        };
+        match result {
+            Ok(()) => self.set_state(seq, state),
+            Err(e) => {
+                let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown);
+                self.failed(seq, to_dlq, code);
+            }
+        }
+    }
+
+    fn set_state(&mut self, seq: u64, state: State) {
+        let Some(h) = self.held.get_mut(&seq) else {
+            return;
+        };
+        let old_topic = if matches!(h.state, State::DlqWaiting | State::DlqInFlight) {
+            self.dlq
+        } else {
+            h.topic
+        };
+        if matches!(h.state, State::Waiting | State::DlqWaiting) {
+            self.topics[old_topic].waiting = self.topics[old_topic].waiting.saturating_sub(1);
+        }
+        h.state = state;
+        let new_topic = if matches!(state, State::DlqWaiting | State::DlqInFlight) {
+            self.dlq
+        } else {
+            h.topic
+        };
+        if matches!(state, State::Waiting | State::DlqWaiting) {
+            self.topics[new_topic].waiting += 1;
+        }
+    }
+
+    /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
+    fn failed(&mut self, seq: u64, was_dlq: bool, code: RDKafkaErrorCode) {
+        let Some(h) = self.held.get(&seq) else { return };
+        let topic = if was_dlq { self.dlq } else { h.topic };
+        let reason = producer::reason(code);
+        if was_dlq {
+            metrics::counter!("callhook_kafka_dlq_failures_total").increment(1);
+            tracing::error!(seq, error = %code, "dead-letter topic refused a record; it stays in the spool");
+            self.set_state(seq, State::DlqWaiting);
+            self.back_off(topic);
+        } else if producer::is_permanent(code) {
+            metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "permanent").increment(1);
+            metrics::counter!("callhook_kafka_dlq_total", "reason" => reason).increment(1);
+            tracing::warn!(seq, error = %code, "Kafka refused a record permanently; sending it to the dead-letter topic");
+            if let Some(h) = self.held.get_mut(&seq) {
+                h.dlq_reason = reason;
+            }
+            self.set_state(seq, State::DlqWaiting);
+            if self.topics[self.dlq].backoff_until.is_none() {
+                self.send(seq);
+            }
+        } else {
+            metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "transient").increment(1);
+            self.set_state(seq, State::Waiting);
+            self.back_off(topic);
+        }
+    }
+
+    fn back_off(&mut self, topic: usize) {
+        let t = &mut self.topics[topic];
+        let wait = Duration::from_millis(100)
+            .saturating_mul(1 << t.failures.min(9))
+            .min(MAX_BACKOFF);
+        t.failures = t.failures.saturating_add(1);
+        if t.backoff_until.is_none() {
+            tracing::warn!(topic = %t.name, retry_in_ms = wait.as_millis() as u64, "Kafka deliveries failing; backing off");
+        }
+        t.backoff_until = Some(Instant::now() + wait);
+    }
+
+    /// Re-sends, in spool order, the waiting records of topics whose back-off is over.
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.topics.len())
+            .filter(|&i| {
+                let t = &self.topics[i];
+                t.waiting > 0 && t.backoff_until.is_none_or(|u| u <= now)
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for &i in &due {
+            self.topics[i].backoff_until = None;
+        }
+        let seqs: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| match h.state {
+                State::Waiting => due.contains(&h.topic),
+                State::DlqWaiting => due.contains(&self.dlq),
+                _ => false,
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in seqs {
+            let topic = match self.held.get(&seq) {
+                Some(h) if h.state == State::DlqWaiting => self.dlq,
+                Some(h) => h.topic,
+                None => continue,
+            };
+            if self.topics[topic].backoff_until.is_some() {
+                continue; // failed again during this round
+            }
+            self.send(seq);
+        }
+    }
+
+    fn handle_reports(&mut self) {
+        let reports = match self.producer.context().reports.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => return,
+        };
+        for (tag, outcome) in reports {
+            let was_dlq = tag & DLQ_BIT != 0;
+            let seq = (tag & !DLQ_BIT) as u64;
+            match outcome {
+                Ok(()) => {
+                    let Some(h) = self.held.remove(&seq) else {
+                        continue;
+                    };
+                    let topic = if was_dlq { self.dlq } else { h.topic };
+                    let t = &mut self.topics[topic];
+                    if t.failures > 0 {
+                        tracing::info!(topic = %t.name, "Kafka deliveries succeeding again");
+                    }
+                    t.failures = 0;
+                    t.backoff_until = None;
+                    if !was_dlq {
+                        metrics::counter!("callhook_kafka_produced_total", "topic" => t.name.clone()).increment(1);
+                    }
+                }
+                Err(code) => self.failed(seq, was_dlq, code),
+            }
+        }
+    }
+
+    /// Persists the first unconfirmed position when it moved (or on `force`).
+    fn checkpoint_if_due(&mut self, force: bool) {
+        let next = self
+            .held
+            .keys()
+            .next()
+            .map_or(self.reader.position(), |s| Seq(*s));
+        let durable = self.spool.durable_next();
+        let lag = durable.0.saturating_sub(next.0);
+        self.status.set_lag(lag);
+        metrics::gauge!("callhook_kafka_lag_records").set(lag as f64);
+        metrics::gauge!("callhook_kafka_in_flight").set(self.held.len() as f64);
+        let age = self.held.values().next().map_or(0.0, |h| {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            (now_us - h.rec.received_us).max(0) as f64 / 1e6
+        });
+        metrics::gauge!("callhook_kafka_lag_seconds").set(age);
+        let interval = Duration::from_millis(self.cfg.checkpoint_interval_ms);
+        if next > self.committed && (force || self.last_persist.elapsed() >= interval) {
+            match self.checkpoint.store(next) {
+                Ok(()) => {
+                    self.committed = next;
+                    self.spool.set_forwarded(next);
+                    metrics::gauge!("callhook_kafka_checkpoint_seq").set(next.0 as f64);
+                }
+                Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),
+            }
+            self.last_persist = Instant::now();
+        }
+    }
+
+    /// Broker reachability and missing topics, for `/readyz`, metrics and the log.
+    fn health_if_due(&mut self) {
+        if Instant::now() < self.next_health {
+            return;
+        }
+        let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+        let healthy = match admin::missing_topics(&self.producer, &names) {
+            Ok(missing) => {
+                self.status.set_broker_up(true);
+                for t in &names {
+                    let m = if missing.iter().any(|x| x == t) {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    metrics::gauge!("callhook_kafka_topic_missing", "topic" => (*t).to_owned())
+                        .set(m);
+                }
+                if !missing.is_empty() {
+                    tracing::error!(topics = ?missing, "Kafka topics missing: records for them wait in the spool (create them, or set kafka.create_topics)");
+                }
+                let ok = missing.is_empty();
+                self.status.set_missing_topics(missing);
+                ok
+            }
+            Err(e) => {
+                self.status.set_broker_up(false);
+                self.status.set_error(Some(e));
+                false
+            }
+        };
+        self.next_health = Instant::now() + Duration::from_secs(if healthy { 10 } else { 2 });
+    }
+
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.flush_timeout_ms);
+        while self
+            .held
+            .values()
+            .any(|h| matches!(h.state, State::InFlight | State::DlqInFlight))
+            && Instant::now() < deadline
+        {
+            self.producer.poll(Duration::from_millis(10));
+            self.handle_reports();
+        }
+        self.checkpoint_if_due(true);
+        // Records still queued in librdkafka stay in the spool; purge them explicitly rather
+        // than relying on drop.
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        tracing::info!(
+            checkpoint = self.committed.0,
+            unconfirmed = self.held.len(),
+            "Kafka forwarder stopped"
+        );
+    }
+}
+
+/// What the DLQ gets instead of a value too large for Kafka: enough to find it in the
+/// spool (`callhook tail --from SEQ`).
+fn dlq_descriptor(rec: &StoredRecord, reason: &str, size: usize) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "callhook_seq": rec.seq.0,
+            "kind": WebhookKind::from_u8(rec.kind).map(|k| k.as_str()),
+            "key": String::from_utf8_lossy(&rec.key),
+            "reason": reason,
+            "value_bytes": size,
+            "note": "value too large for Kafka; the record is kept in the spool",
+        })
+        .to_string(),
+    )
+}

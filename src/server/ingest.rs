@@ -10,9 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response};
 
+use super::answer::{self, AnswerCall};
 use super::respond::{self, Body, IngestError};
 use super::routes::{self, Route};
-use super::{AppState, answer, ops};
+use super::{AppState, ops};
 use crate::spool::NewRecord;
 use crate::telemetry::logging::RateLimit;
 use crate::verify::{AppId, Capability, SignedRequest, Verdict};
@@ -84,13 +85,54 @@ async fn webhook(
         path_app.as_deref(),
     )?;
 
-    // Parse: a GET webhook's payload is its query; a POST's is a JSON object.
+    // Answers render an NCCO without waiting on the disk (see `answer`).
+    let call = AnswerCall {
+        kind,
+        is_get,
+        query,
+        body: &body,
+        app: app.as_ref(),
+        received_us,
+    };
+    if matches!(kind, WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback) {
+        return answer::answer(state, call).await;
+    }
+
+    // Events: parse (a GET webhook's payload is its query; a POST's a JSON object), then
+    // 2xx only once durable.
     let inspection = if is_get {
         webhook::inspect_query(kind, query)
     } else {
         webhook::inspect_body(kind, &body)?
     };
-    let record = NewRecord {
+    let record = new_record(
+        kind,
+        is_get,
+        received_us,
+        &inspection,
+        app.as_ref(),
+        query,
+        &body,
+    );
+    state.spool.append(record).await?;
+    count_accepted(kind, &inspection);
+    if kind == WebhookKind::VoiceEvent && matches!(&inspection.etype[..], b"input" | b"notify") {
+        return Ok(answer::event_reply(state, call).await);
+    }
+    Ok(respond::accepted())
+}
+
+/// The spool record for a webhook: raw body (or query), key, type and application.
+pub(super) fn new_record(
+    kind: WebhookKind,
+    is_get: bool,
+    received_us: i64,
+    inspection: &webhook::Inspection,
+    app: Option<&AppId>,
+    query: &str,
+    body: &Bytes,
+) -> NewRecord {
+    NewRecord {
         kind: kind.as_u8(),
         is_query: is_get,
         received_us,
@@ -101,25 +143,7 @@ async fn webhook(
         etype: inspection.etype.clone(),
         meta: Bytes::copy_from_slice(query.as_bytes()),
         body: if is_get { Bytes::new() } else { body.clone() },
-    };
-
-    // Answers are rendered without waiting on the disk; the request is recorded unawaited.
-    if matches!(kind, WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback) {
-        let resp = answer::respond(state, kind, is_get, query, &body).await;
-        match state.spool.append_detached(record) {
-            Ok(()) => count_accepted(kind, &inspection),
-            Err(e) => {
-                metrics::counter!("callhook_events_rejected_total", "kind" => kind.as_str(), "reason" => IngestError::from(e).reason())
-                    .increment(1);
-            }
-        }
-        return Ok(resp);
     }
-
-    // Events: 2xx only once durable.
-    state.spool.append(record).await?;
-    count_accepted(kind, &inspection);
-    Ok(respond::accepted())
 }
 
 /// Applies the signature policy of the route's applications (see `verify`): the JWT when
@@ -163,7 +187,7 @@ fn capability(kind: WebhookKind) -> Capability {
     }
 }
 
-fn count_accepted(kind: WebhookKind, i: &webhook::Inspection) {
+pub(super) fn count_accepted(kind: WebhookKind, i: &webhook::Inspection) {
     metrics::counter!("callhook_events_accepted_total", "kind" => kind.as_str(), "type" => i.label)
         .increment(1);
     if !i.recognized {

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::forward::KafkaStatus;
+use crate::ncco::{AnswerPlan, UpstreamClient};
 use crate::spool::Spool;
 use crate::verify::Verifier;
 use routes::Routes;
@@ -33,6 +34,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub kafka: Arc<KafkaStatus>,
     pub verifier: Verifier,
+    /// Routing rules with their NCCOs compiled once at startup.
+    pub answer: AnswerPlan,
+    /// Pooled keep-alive client for rules with an upstream answer service.
+    pub upstream: UpstreamClient,
     shutting_down: AtomicBool,
 }
 
@@ -47,6 +52,8 @@ impl AppState {
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             verifier: cfg.verifier()?,
+            answer: cfg.answer_plan()?,
+            upstream: UpstreamClient::new(),
             routes: Routes::new(&cfg.server.path_prefix),
             cfg,
             spool,

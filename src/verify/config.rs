@@ -386,13 +386,12 @@ capabilities = ["voice"]
     }
 
     #[test]
-    fn debug_redacts_secrets_and_round_trips() {
+    fn debug_and_serialize_redact_secrets() {
         let f: File = toml::from_str(SAMPLE).unwrap();
         let dbg = format!("{:?}", f.applications[0]);
         assert!(!dbg.contains("new-secret") && !dbg.contains("legacy\""));
         let json = serde_json::to_string(&f.applications[0]).unwrap();
-        let back: ApplicationConfig = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, f.applications[0]);
+        assert!(!json.contains("new-secret") && json.contains("<redacted>"), "{json}");
     }
 
     #[test]

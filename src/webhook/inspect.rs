@@ -78,6 +78,25 @@ impl Fields for Json<'_, '_> {
     }
 }
 
+struct Borrowed<'v, 'i>(&'v simd_json::BorrowedValue<'i>);
+
+impl Fields for Borrowed<'_, '_> {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0.get_str(name).map(Cow::Borrowed)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| !v.is_null())
+    }
+    fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+        let (last, parents) = path.split_last()?;
+        let mut v = self.0;
+        for p in parents {
+            v = v.get(*p)?;
+        }
+        v.get_str(*last).map(Cow::Borrowed)
+    }
+}
+
 struct Query<'a>(&'a str);
 
 impl Fields for Query<'_> {
@@ -163,6 +182,39 @@ fn type_name(v: simd_json::tape::Value<'_, '_>) -> &'static str {
         simd_json::ValueType::Bool => "a boolean",
         _ => "a number",
     }
+}
+
+/// Parses a POST body into a borrowed value over `scratch` (one copy of the body) for
+/// callers that need more than the key, such as the answer path.
+///
+/// # Errors
+/// See [`BodyError`].
+pub fn parse_borrowed<'s>(
+    body: &[u8],
+    scratch: &'s mut Vec<u8>,
+) -> Result<simd_json::BorrowedValue<'s>, BodyError> {
+    scratch.clear();
+    scratch.extend_from_slice(body);
+    match simd_json::to_borrowed_value(scratch) {
+        Err(e) => Err(if std::str::from_utf8(body).is_err() {
+            BodyError::NotUtf8
+        } else {
+            BodyError::NotJson(e.to_string())
+        }),
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(v) => Err(BodyError::NotObject(match v.value_type() {
+            simd_json::ValueType::Array => "an array",
+            simd_json::ValueType::String => "a string",
+            simd_json::ValueType::Null => "null",
+            simd_json::ValueType::Bool => "a boolean",
+            _ => "a number",
+        })),
+    }
+}
+
+/// Inspects an already parsed body.
+pub fn inspect_value(kind: WebhookKind, v: &simd_json::BorrowedValue<'_>) -> Inspection {
+    inspect_fields(kind, &Borrowed(v))
 }
 
 /// Inspects a GET webhook's query string. Never fails: any query is accepted.

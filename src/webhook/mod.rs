@@ -7,7 +7,9 @@ pub mod query;
 
 use serde::Serialize;
 
-pub use inspect::{BodyError, Inspection, inspect_body, inspect_query};
+pub use inspect::{
+    BodyError, Inspection, inspect_body, inspect_query, inspect_value, parse_borrowed,
+};
 
 /// Every webhook callhook accepts. The discriminant is the spool record's kind byte, so it
 /// must never change for an existing variant.

@@ -107,6 +107,23 @@ impl Gateway {
         g
     }
 
+    /// Starts with a complete config file (e.g. the shipped example) on an ephemeral port.
+    pub fn start_with_config(path: &Path) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(path)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        let mut g = Self::spawn(cmd, &data, path);
+        g._tmp = Some(tmp);
+        g
+    }
+
     /// Starts on an existing data dir (restart tests).
     pub fn start_in(data: &Path, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
         std::fs::create_dir_all(data).unwrap();
@@ -122,10 +139,16 @@ impl Gateway {
             .arg(&config)
             .arg("--data-dir")
             .arg(data);
-        cmd.env_remove("CALLHOOK_LISTEN").env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, data, &config)
+    }
+
+    fn spawn(mut cmd: Command, data: &Path, config: &Path) -> Gateway {
+        cmd.env_remove("CALLHOOK_LISTEN")
+            .env_remove("CALLHOOK_KAFKA_BROKERS")
+            .env("RUST_LOG", "warn");
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -142,7 +165,7 @@ impl Gateway {
         });
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("callhook did not start (status {:?})", child.try_wait()));
+            .unwrap_or_else(|_| panic!("callhook did not start (exit {:?})", child.wait()));
         let addr = line
             .strip_prefix("callhook listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
@@ -152,7 +175,7 @@ impl Gateway {
             child,
             addr,
             data: data.to_path_buf(),
-            config,
+            config: config.to_path_buf(),
             _tmp: None,
         }
     }

@@ -1,0 +1,120 @@
+//! `application/x-www-form-urlencoded` query strings, as Vonage sends GET
+//! webhooks.
+//!
+//! Lenient by design: a webhook must never be refused for a malformed query,
+//! so invalid `%` escapes pass through literally and invalid UTF-8 becomes
+//! U+FFFD. Values without escapes are borrowed, not copied.
+
+use std::borrow::Cow;
+
+/// Iterates over the `key=value` pairs of a query string, percent-decoded
+/// (`+` is a space). A leading `?` is skipped, empty pairs (`a=1&&b=2`) are
+/// ignored and a pair without `=` has an empty value. Never panics.
+pub fn parse_query(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+}
+
+/// Percent-decodes one query component; `+` becomes a space.
+pub fn decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(hex),
+                bytes.get(i + 2).and_then(hex),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi << 4) | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        parse_query(q)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn decodes_pairs() {
+        assert_eq!(
+            pairs("?to=447700900000&from=%2B44+1234&custom_data=%7B%22a%22%3A1%7D"),
+            vec![
+                ("to".into(), "447700900000".into()),
+                ("from".into(), "+44 1234".into()),
+                ("custom_data".into(), "{\"a\":1}".into()),
+            ]
+        );
+        assert_eq!(
+            pairs("a&&b=&=c&d=1=2"),
+            vec![
+                ("a".into(), "".into()),
+                ("b".into(), "".into()),
+                ("".into(), "c".into()),
+                ("d".into(), "1=2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_escapes_pass_through() {
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%e2%82%ac"), "€");
+        assert_eq!(decode("%ff"), "\u{fffd}");
+        assert!(matches!(decode("plain"), Cow::Borrowed("plain")));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(q in any::<String>()) {
+            for (k, v) in parse_query(&q) {
+                let _ = (k.len(), v.len());
+            }
+        }
+
+        #[test]
+        fn decodes_what_was_encoded(s in any::<String>()) {
+            let encoded: String = s.bytes().map(|b| format!("%{b:02X}")).collect();
+            prop_assert_eq!(decode(&encoded), s);
+        }
+    }
+}
