@@ -391,7 +391,10 @@ capabilities = ["voice"]
         let dbg = format!("{:?}", f.applications[0]);
         assert!(!dbg.contains("new-secret") && !dbg.contains("legacy\""));
         let json = serde_json::to_string(&f.applications[0]).unwrap();
-        assert!(!json.contains("new-secret") && json.contains("<redacted>"), "{json}");
+        assert!(
+            !json.contains("new-secret") && json.contains("<redacted>"),
+            "{json}"
+        );
     }
 
     #[test]

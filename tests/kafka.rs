@@ -1,0 +1,558 @@
+//! Kafka fan-out against a real Kafka-protocol broker on loopback (tansu, started by
+//! tests/run-all.sh and named by KAFKA_BOOTSTRAP). Each test uses its own topics and group.
+
+mod common;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+
+fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP")
+        .expect("KAFKA_BOOTSTRAP is not set: run the suite with `bash tests/run-all.sh`, which starts the local broker")
+}
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Config for a gateway whose topics are all prefixed with `p` (created at startup).
+fn kafka_config(brokers: &str, p: &str, extra: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+create_topics = true
+partitions = 3
+replication_factor = 1
+compression = "zstd"
+message_timeout_ms = 5000
+{extra}
+[kafka.topics]
+voice_answer = "{p}.voice.answer"
+voice_event = "{p}.voice.event"
+messages_inbound = "{p}.messages.inbound"
+messages_status = "{p}.messages.status"
+rtc_event = "{p}.rtc.event"
+dlq = "{p}.dlq"
+"#
+    )
+}
+
+#[derive(Debug, Clone)]
+struct Got {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+    partition: i32,
+    offset: i64,
+}
+
+/// Consumes `topics` from the beginning until `want` records arrived or `timeout` passed.
+fn consume(brokers: &str, topics: &[&str], want: usize, timeout: Duration) -> Vec<Got> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("test-group"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(topics).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for i in 0..h.count() {
+                        let hd = h.get(i);
+                        headers.insert(
+                            hd.key.to_owned(),
+                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push(Got {
+                    topic: m.topic().to_owned(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                });
+            }
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+async fn wait_ready(gw: &Gateway) {
+    for _ in 0..200 {
+        let r = gw.get("/readyz").await;
+        if r.status == 200 && r.json()["status"] == "ready" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "gateway never became ready: {:?}",
+        gw.get("/readyz").await.json()
+    );
+}
+
+#[tokio::test]
+async fn every_fixture_reaches_its_topic_byte_identical_with_key_and_cloudevents_headers() {
+    let brokers = bootstrap();
+    let p = unique("fx");
+    let gw = Gateway::start(&kafka_config(&brokers, &p, ""));
+    wait_ready(&gw).await;
+    let names = body_fixtures();
+    for name in &names {
+        assert_eq!(
+            gw.post(route_for(name), compact(&fixture(name)))
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+    }
+    let q = fixture_query("seed-inbound-answer-query.json");
+    assert_eq!(
+        gw.get(&format!("/webhooks/voice/answer?{q}")).await.status,
+        200
+    );
+    let topics: Vec<String> = [
+        "voice.answer",
+        "voice.event",
+        "messages.inbound",
+        "messages.status",
+        "rtc.event",
+    ]
+    .iter()
+    .map(|t| format!("{p}.{t}"))
+    .collect();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let got = tokio::task::spawn_blocking({
+        let brokers = brokers.clone();
+        let topic_refs: Vec<String> = topics.clone();
+        let want = names.len() + 1;
+        move || {
+            consume(
+                &brokers,
+                &topic_refs.iter().map(String::as_str).collect::<Vec<_>>(),
+                want,
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let _ = topic_refs;
+    assert_eq!(got.len(), names.len() + 1, "every accepted webhook arrived");
+    for name in &names {
+        let raw = compact(&fixture(name));
+        let m = got
+            .iter()
+            .find(|g| g.value == raw)
+            .unwrap_or_else(|| panic!("{name} not found byte-identical"));
+        let kind = kind_for(name);
+        let topic_kind = if kind == "voice.fallback" {
+            "voice.answer"
+        } else {
+            kind
+        };
+        assert_eq!(m.topic, format!("{p}.{topic_kind}"), "{name}");
+        let h = &m.headers;
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert!(
+            h["ce_type"].starts_with(&format!("com.vonage.{kind}")),
+            "{name}: {}",
+            h["ce_type"]
+        );
+        assert_eq!(h["ce_source"], "callhook");
+        assert_eq!(h["ce_id"].len(), 32);
+        assert!(h.contains_key("ce_time") && h.contains_key("callhook_received_at"));
+        assert_eq!(h["content-type"], "application/json");
+        let fx: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        if let Some(k) = fx
+            .get("conversation_uuid")
+            .or_else(|| fx.get("message_uuid"))
+            .or_else(|| fx.get("conversation_id"))
+        {
+            assert_eq!(
+                m.key.as_deref(),
+                Some(k.as_str().unwrap().as_bytes()),
+                "{name}"
+            );
+        }
+    }
+    let completed = got
+        .iter()
+        .find(|g| g.value == compact(&fixture("seed-inbound-completed.json")))
+        .unwrap();
+    assert_eq!(
+        completed.headers["ce_type"],
+        "com.vonage.voice.event.completed"
+    );
+    let answer = got
+        .iter()
+        .find(|g| {
+            g.topic.ends_with("voice.answer") && g.headers.contains_key("callhook_source_encoding")
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&answer.value).unwrap();
+    assert_eq!(
+        v["from"], "441234567890",
+        "GET answer forwarded as a JSON object of its query"
+    );
+}
+
+#[tokio::test]
+async fn seed_call_events_stay_in_order_in_one_partition() {
+    let brokers = bootstrap();
+    let p = unique("order");
+    let gw = Gateway::start(&kafka_config(&brokers, &p, ""));
+    wait_ready(&gw).await;
+    // 30 calls interleaved, 20 events each: each call's events must come out in order.
+    for i in 0..20 {
+        for call in 0..30 {
+            let body = format!(
+                r#"{{"uuid":"leg-{call}","conversation_uuid":"CON-{call}","status":"started","n":{i}}}"#
+            );
+            assert_eq!(gw.post("/webhooks/voice/event", body).await.status, 200);
+        }
+    }
+    let topic = format!("{p}.voice.event");
+    let got = tokio::task::spawn_blocking(move || {
+        consume(&brokers, &[&topic], 600, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), 600);
+    let mut per_call: HashMap<Vec<u8>, (i32, Vec<i64>)> = HashMap::new();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|g| (g.partition, g.offset));
+    for g in &sorted {
+        let v: serde_json::Value = serde_json::from_slice(&g.value).unwrap();
+        let e = per_call
+            .entry(g.key.clone().unwrap())
+            .or_insert((g.partition, Vec::new()));
+        assert_eq!(e.0, g.partition, "a call's events share one partition");
+        e.1.push(v["n"].as_i64().unwrap());
+    }
+    assert_eq!(per_call.len(), 30);
+    for (k, (_, ns)) in per_call {
+        assert_eq!(
+            ns,
+            (0..20).collect::<Vec<_>>(),
+            "order for {}",
+            String::from_utf8_lossy(&k)
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversize_record_goes_to_the_dlq_and_passthrough_properties_reach_librdkafka() {
+    let brokers = bootstrap();
+    let p = unique("dlq");
+    // message.max.bytes is a pass-through librdkafka property: records over 20 kB are refused
+    // by the client itself, which is the permanent error the DLQ exists for.
+    let extra = "[kafka.properties]\n\"message.max.bytes\" = \"20000\"\n";
+    let gw = Gateway::start(&format!(
+        "max_body_bytes = 262144\n{}",
+        kafka_config(&brokers, &p, "").replace("[kafka.topics]", &format!("{extra}[kafka.topics]"))
+    ));
+    wait_ready(&gw).await;
+    let big = format!(
+        r#"{{"uuid":"big","conversation_uuid":"CON-big","status":"started","pad":"{}"}}"#,
+        "x".repeat(50_000)
+    );
+    assert_eq!(
+        gw.post("/webhooks/voice/event", big.clone()).await.status,
+        200
+    );
+    assert_eq!(
+        gw.post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"small","conversation_uuid":"CON-s","status":"started"}"#
+        )
+        .await
+        .status,
+        200
+    );
+    let topics = [format!("{p}.voice.event"), format!("{p}.dlq")];
+    let got = tokio::task::spawn_blocking(move || {
+        consume(
+            &brokers,
+            &[&topics[0], &topics[1]],
+            2,
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let dlq = got
+        .iter()
+        .find(|g| g.topic.ends_with(".dlq"))
+        .expect("oversize record in the DLQ");
+    assert_eq!(dlq.headers["callhook_dlq_reason"], "too_large");
+    assert_eq!(
+        dlq.headers["callhook_dlq_original_topic"],
+        format!("{p}.voice.event")
+    );
+    let d: serde_json::Value = serde_json::from_slice(&dlq.value).unwrap();
+    assert_eq!(d["value_bytes"], big.len());
+    assert!(
+        got.iter().any(|g| g.topic.ends_with(".voice.event")),
+        "the small record still flowed"
+    );
+    let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        m.contains(r#"callhook_kafka_dlq_total{reason="too_large"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn missing_topic_is_reported_by_name_and_events_still_accepted() {
+    let brokers = bootstrap();
+    let p = unique("missing");
+    let cfg =
+        kafka_config(&brokers, &p, "").replace("create_topics = true", "create_topics = false");
+    let gw = Gateway::start(&cfg);
+    assert_eq!(
+        gw.post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"a","conversation_uuid":"CON-a","status":"started"}"#
+        )
+        .await
+        .status,
+        200
+    );
+    let mut missing = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = gw.get("/readyz").await;
+        assert_eq!(r.status, 200, "degraded, still serving");
+        missing = r.json()["kafka"]["missing_topics"].clone();
+        if missing.as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(r.json()["status"], "degraded");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        missing
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &serde_json::Value::from(format!("{p}.voice.event"))),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_while_forwarding_loses_nothing() {
+    let brokers = bootstrap();
+    let p = unique("kill");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let cfg = kafka_config(&brokers, &p, "");
+    let mut acked = HashSet::new();
+    for round in 0..3 {
+        let mut gw = Gateway::start_in(&data, &cfg, &[]);
+        for i in 0..300 {
+            let id = format!("r{round}-{i}");
+            let body = format!(
+                r#"{{"uuid":"{id}","conversation_uuid":"CON-{}","status":"started"}}"#,
+                i % 17
+            );
+            if gw.post("/webhooks/voice/event", body).await.status == 200 {
+                acked.insert(id);
+            }
+        }
+        gw.kill9();
+    }
+    // A last start forwards whatever the killed ones had not confirmed.
+    let gw = Gateway::start_in(&data, &cfg, &[]);
+    let topic = format!("{p}.voice.event");
+    let want = acked.len();
+    let got = tokio::task::spawn_blocking(move || {
+        consume(
+            &brokers,
+            &[&topic],
+            usize::MAX,
+            Duration::from_secs(20).max(Duration::from_millis(want as u64 * 10)),
+        )
+    })
+    .await
+    .unwrap();
+    let ids: Vec<String> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique_ids: HashSet<_> = ids.iter().cloned().collect();
+    let missing: Vec<_> = acked.difference(&unique_ids).collect();
+    eprintln!(
+        "accepted {}, delivered {}, duplicates {}",
+        acked.len(),
+        unique_ids.len(),
+        ids.len() - unique_ids.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} accepted events missing from Kafka",
+        missing.len()
+    );
+    drop(gw);
+}
+
+/// A second broker with persistent (sqlite) storage on its own port, started and stopped
+/// through the project's script, so the test can take Kafka away and bring it back.
+struct Broker {
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl Broker {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka-local.sh")
+    }
+    fn run(&self, verb: &str) {
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg(verb)
+            .arg(self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-local.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn broker_outage_keeps_2xx_and_everything_arrives_after_restart() {
+    let _ = bootstrap(); // the suite's broker must exist: this test needs the same install
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Broker {
+        port,
+        env: vec![
+            ("KAFKA_LOCAL_STORAGE".into(), "sqlite".into()),
+            (
+                "KAFKA_LOCAL_DATA".into(),
+                tmp.path().join("broker").display().to_string(),
+            ),
+            (
+                "KAFKA_LOCAL_STATE".into(),
+                tmp.path().join("state").display().to_string(),
+            ),
+        ],
+    };
+    broker.run("start");
+    let brokers = format!("127.0.0.1:{port}");
+    let p = unique("outage");
+    let gw = Gateway::start(&kafka_config(&brokers, &p, ""));
+    wait_ready(&gw).await;
+    let mut sent = Vec::new();
+    let mut post = async |i: usize, gw: &Gateway| {
+        let id = format!("ev-{i}");
+        let body = format!(
+            r#"{{"uuid":"{id}","conversation_uuid":"CON-{}","status":"started"}}"#,
+            i % 11
+        );
+        let r = gw.post("/webhooks/voice/event", body).await;
+        assert_eq!(
+            r.status, 200,
+            "the gateway keeps accepting whatever Kafka does"
+        );
+        sent.push(id);
+    };
+    for i in 0..150 {
+        post(i, &gw).await;
+    }
+    broker.run("stop");
+    for i in 150..300 {
+        post(i, &gw).await;
+    }
+    let mut degraded = false;
+    for _ in 0..100 {
+        let r = gw.get("/readyz").await;
+        assert_eq!(r.status, 200);
+        if r.json()["status"] == "degraded" {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(degraded, "readyz reports Kafka trouble");
+    broker.run("start");
+    for i in 300..350 {
+        post(i, &gw).await;
+    }
+    let topic = format!("{p}.voice.event");
+    let got = tokio::task::spawn_blocking(move || {
+        consume(&brokers, &[&topic], 350, Duration::from_secs(90))
+    })
+    .await
+    .unwrap();
+    let ids: Vec<String> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique_ids: HashSet<_> = ids.iter().cloned().collect();
+    let missing: Vec<_> = sent.iter().filter(|s| !unique_ids.contains(*s)).collect();
+    eprintln!(
+        "accepted {}, delivered {}, duplicates {}",
+        sent.len(),
+        unique_ids.len(),
+        ids.len() - unique_ids.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} accepted events missing after the outage: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
