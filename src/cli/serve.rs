@@ -94,9 +94,14 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
         None
     };
     // Tests and scripts read this line to find an ephemeral port.
-    println!("callhook listening on http://{local}");
+    let scheme = if cfg.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("callhook listening on {scheme}://{local}");
     tracing::info!(%local, durability = ?cfg.spool.durability, "callhook listening");
-    server::run(listener, state, shutdown::signal()).await;
+    server::run(listener, state, shutdown::signal()).await?;
     tracing::info!("stopped accepting; syncing spool");
     spool.shutdown().await;
     if let Some(f) = forwarder {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use kafka::{KafkaConfig, TopicsConfig};
@@ -67,6 +68,22 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// `Retry-After` seconds sent with 503/429 answers.
     pub retry_after_secs: u32,
+    /// Terminate TLS here (for deployments without a TLS-terminating load balancer).
+    pub tls: Option<TlsConfig>,
+    /// Source networks allowed to send webhooks (empty: any). Ops endpoints are exempt.
+    pub allow_cidrs: Vec<IpNet>,
+    /// Load balancers whose `X-Forwarded-For` is believed when checking `allow_cidrs`.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// PEM files for TLS termination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +100,9 @@ impl Default for ServerConfig {
             max_headers: DEFAULT_MAX_HEADERS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            tls: None,
+            allow_cidrs: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -275,6 +295,9 @@ impl Config {
             ));
         }
         self.kafka.validate()?;
+        if let Some(t) = &s.tls {
+            crate::server::tls_acceptor(&t.cert, &t.key)?;
+        }
         self.verifier()?;
         self.answer_plan()?;
         Ok(())

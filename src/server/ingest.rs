@@ -1,6 +1,7 @@
 //! The request pipeline, top to bottom: route → limits → (verify) → parse → answer | spool
 //! → respond. Each step is a plain function call; only the spool ack is awaited.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,13 +23,22 @@ use crate::webhook::{self, Family, WebhookKind};
 static REJECT_LOG: RateLimit = RateLimit::new();
 
 /// Entry point for every request.
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let in_flight = metrics::gauge!("callhook_http_requests_in_flight");
     in_flight.increment(1.0);
     let route = state.routes.resolve(req.method(), req.uri().path());
     let label = routes::label(route.as_ref().ok());
+    let allowed = state.access.allows(peer.ip(), req.headers());
     let resp = match route {
+        // Webhook routes only: ops endpoints stay reachable for probes and scrapers.
+        Ok(Route::Webhook { kind, .. }) if !allowed => {
+            reject(&state, Some(kind), IngestError::Forbidden)
+        }
         Ok(Route::Webhook { kind, path_app }) => match webhook(&state, kind, path_app, req).await {
             Ok(resp) => resp,
             Err(e) => reject(&state, Some(kind), e),

@@ -1,10 +1,12 @@
 //! The HTTP server: accept loop, connection cap, per-connection tasks, graceful drain.
 
+mod access;
 mod answer;
 mod ingest;
 mod ops;
 pub mod respond;
 pub mod routes;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub answer: AnswerPlan,
     /// Pooled keep-alive client for rules with an upstream answer service.
     pub upstream: UpstreamClient,
+    /// Source-address allowlist (open when none is configured).
+    pub access: access::Access,
     shutting_down: AtomicBool,
 }
 
@@ -54,6 +58,7 @@ impl AppState {
             verifier: cfg.verifier()?,
             answer: cfg.answer_plan()?,
             upstream: UpstreamClient::new(),
+            access: access::Access::new(&cfg.server.allow_cidrs, &cfg.server.trusted_proxies),
             routes: Routes::new(&cfg.server.path_prefix),
             cfg,
             spool,
@@ -74,8 +79,19 @@ impl AppState {
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
 /// (up to `shutdown_grace_ms`) and returns. The caller then syncs the spool.
-pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+///
+/// # Errors
+/// Only a TLS configuration that cannot be loaded.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), crate::config::ConfigError> {
     let cfg = &state.cfg.server;
+    let tls = match &cfg.tls {
+        Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -91,9 +107,10 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     let graceful = GracefulShutdown::new();
     let open = Arc::new(AtomicUsize::new(0));
     let conns_gauge = metrics::gauge!("callhook_http_connections");
+    let handshake_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
                 Err(e) => {
@@ -115,16 +132,37 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         let st = state.clone();
         let service = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, std::convert::Infallible>(ingest::handle(st, req).await) }
+            async move { Ok::<_, std::convert::Infallible>(ingest::handle(st, peer, req).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _guard = guard;
-            let _ = conn.await;
-        });
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        _ => return, // failed or too slow handshake: nothing to answer
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
     }
     drop(listener);
     state.shutting_down.store(true, Ordering::Relaxed);
@@ -135,6 +173,18 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+    Ok(())
+}
+
+/// Loads the TLS certificate and key (config validation uses it too).
+///
+/// # Errors
+/// Unreadable or mismatched PEM files.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(), crate::config::ConfigError> {
+    tls::acceptor(cert, key).map(|_| ())
 }
 
 /// Answers a connection over the cap with a complete 503 and closes it, so the client

@@ -19,6 +19,8 @@ pub type Body = Full<Bytes>;
 pub enum IngestError {
     #[error("no such route")]
     NotFound,
+    #[error("source address not allowed")]
+    Forbidden,
     #[error("method not allowed (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
     #[error("body exceeds {limit} bytes")]
@@ -53,6 +55,7 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -69,6 +72,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden_source",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyTimeout { .. } => "body_timeout",

@@ -168,6 +168,7 @@ impl Gateway {
             .unwrap_or_else(|_| panic!("callhook did not start (exit {:?})", child.wait()));
         let addr = line
             .strip_prefix("callhook listening on http://")
+            .or_else(|| line.strip_prefix("callhook listening on https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();

@@ -1,0 +1,189 @@
+//! TLS termination (HTTP/1.1 and HTTP/2 via ALPN) and the source-address allowlist.
+
+mod common;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_rustls::rustls;
+
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, ck.cert.der().to_vec())
+}
+
+async fn tls_request(
+    addr: std::net::SocketAddr,
+    der: &[u8],
+    alpn: &[u8],
+    body: &'static str,
+) -> (u16, Vec<u8>) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(alpn),
+        "negotiated protocol"
+    );
+    let req = hyper::Request::post("https://localhost/webhooks/voice/event")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let resp = if alpn == b"h2" {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    };
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn tls_round_trip_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let gw = Gateway::start(&format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let (s1, _) = tls_request(
+        gw.addr,
+        &der,
+        b"http/1.1",
+        r#"{"uuid":"a","conversation_uuid":"CON-tls","status":"started"}"#,
+    )
+    .await;
+    let (s2, _) = tls_request(
+        gw.addr,
+        &der,
+        b"h2",
+        r#"{"uuid":"b","conversation_uuid":"CON-tls","status":"answered"}"#,
+    )
+    .await;
+    assert_eq!((s1, s2), (200, 200));
+    let recs = gw.tail(&[]);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1]["body"]["status"], "answered");
+    // Plain HTTP to a TLS port gets no answer.
+    let plain = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let Ok((mut send, conn)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            return None;
+        };
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/healthz")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send.send_request(req)
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+    .await
+    .unwrap();
+    assert_eq!(plain, None);
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.tls.cert"));
+}
+
+#[tokio::test]
+async fn allowlist_refuses_other_sources_and_trusts_only_configured_proxies() {
+    let event = r#"{"uuid":"a","conversation_uuid":"CON-1","status":"started"}"#;
+    let gw = Gateway::start("allow_cidrs = [\"10.0.0.0/8\"]\n");
+    let r = gw.post("/webhooks/voice/event", event).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "forbidden_source");
+    // X-Forwarded-For from an untrusted peer is ignored.
+    let r = gw
+        .request(
+            "POST",
+            "/webhooks/voice/event",
+            &[("x-forwarded-for", "10.1.1.1")],
+            event,
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        gw.get("/healthz").await.status,
+        200,
+        "probes are not subject to the allowlist"
+    );
+    drop(gw);
+    let gw =
+        Gateway::start("allow_cidrs = [\"10.0.0.0/8\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    let r = gw
+        .request(
+            "POST",
+            "/webhooks/voice/event",
+            &[("x-forwarded-for", "10.1.1.1")],
+            event,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = gw
+        .request(
+            "POST",
+            "/webhooks/voice/event",
+            &[("x-forwarded-for", "10.1.1.1, 192.0.2.1")],
+            event,
+        )
+        .await;
+    assert_eq!(r.status, 403, "the right-most untrusted hop is the client");
+    assert_eq!(gw.tail(&[]).len(), 1);
+}
