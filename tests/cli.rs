@@ -80,6 +80,16 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert!(out.contains("listen = \"127.0.0.1:7002\""), "{out}");
     let (_, out, _) = check(&["--config", cfg], &[("CALLHOOK_LISTEN", "127.0.0.1:7001")]);
     assert!(out.contains("listen = \"127.0.0.1:7001\""), "{out}");
+    // Variables that are not nested keys are not configuration (Kubernetes injects
+    // CALLHOOK_PORT and friends for a Service named callhook).
+    let (code, _, err) = check(
+        &["--config", cfg],
+        &[
+            ("CALLHOOK_PORT", "tcp://10.0.0.1:8080"),
+            ("CALLHOOK_SERVICE_HOST", "10.0.0.1"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = check(&["--config", cfg], &[("CALLHOOK_SPOOL__NOPE", "1")]);
     assert_eq!(code, 2, "unknown env key refused");
     assert!(err.contains("nope"), "{err}");

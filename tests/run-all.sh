@@ -14,6 +14,9 @@ t0=$SECONDS
 deploy/local/kafka-local.sh install
 log "broker ready to start after $((SECONDS - t0)) s"
 
+# Test tools beyond Rust: promtool and prometheus (alert unit tests, a real scrape), PyYAML.
+deploy/local/install-test-tools.sh
+
 # 2. Build everything once, then check formatting and lints.
 cargo build --locked --all-targets
 cargo fmt --all -- --check

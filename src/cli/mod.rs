@@ -1,7 +1,9 @@
 //! Command line: `serve` (the default), `check-config`, `tail`.
 
 mod check_config;
+pub mod replay;
 mod serve;
+pub mod simulate;
 pub mod tail;
 
 use std::net::SocketAddr;
@@ -28,6 +30,10 @@ pub enum Command {
     CheckConfig(ServeArgs),
     /// Print spooled records as JSON lines.
     Tail(tail::TailArgs),
+    /// Play a whole Vonage flow against a webhook endpoint (signed, checked; or as a load source).
+    Simulate(simulate::SimulateArgs),
+    /// Re-send a range of the spool to Kafka (as the forwarder would) or to stdout.
+    Replay(replay::ReplayArgs),
 }
 
 /// Where the configuration comes from; shared by `serve` and `check-config`.
@@ -64,6 +70,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve::run(&merge(&cli.serve, args)),
         Some(Command::CheckConfig(args)) => check_config::run(&merge(&cli.serve, args)),
         Some(Command::Tail(args)) => tail::run(&args),
+        Some(Command::Simulate(args)) => simulate::run(&args),
+        Some(Command::Replay(args)) => replay::run(&args, cli.serve.config.as_deref()),
     }
 }
 

@@ -210,9 +210,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file(file));
         }
+        // Only nested keys (`CALLHOOK_TABLE__KEY`): other CALLHOOK_* variables are the flags'
+        // own, or not ours at all (Kubernetes injects CALLHOOK_PORT for a Service named
+        // callhook), and must not be refused as unknown keys.
         fig = fig.merge(
             Env::prefixed("CALLHOOK_")
-                .ignore(&["listen", "data_dir", "kafka_brokers", "config"])
+                .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;

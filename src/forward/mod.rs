@@ -18,7 +18,7 @@
 //! - Shutdown flushes in-flight records for up to `flush_timeout_ms` and persists the
 //!   checkpoint; what was not confirmed stays in the spool for the next start.
 
-mod admin;
+pub mod admin;
 pub mod producer;
 pub mod record;
 pub mod status;
@@ -47,7 +47,8 @@ use producer::Producer;
 const DLQ_BIT: usize = 1 << 62;
 /// Records read from the spool between two polls of the producer.
 const READ_BATCH: usize = 4096;
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest pause between retry rounds: short, so a recovered broker is used again quickly.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Why the forwarder could not start.
 #[derive(Debug, thiserror::Error)]
@@ -378,16 +379,21 @@ impl Pipeline {
         }
     }
 
+    /// One back-off step per failed round, however many records of the round fail.
     fn back_off(&mut self, topic: usize) {
+        let now = Instant::now();
         let t = &mut self.topics[topic];
+        if t.backoff_until.is_some_and(|u| u > now) {
+            return;
+        }
         let wait = Duration::from_millis(100)
             .saturating_mul(1 << t.failures.min(9))
             .min(MAX_BACKOFF);
         t.failures = t.failures.saturating_add(1);
-        if t.backoff_until.is_none() {
+        if t.failures == 1 {
             tracing::warn!(topic = %t.name, retry_in_ms = wait.as_millis() as u64, "Kafka deliveries failing; backing off");
         }
-        t.backoff_until = Some(Instant::now() + wait);
+        t.backoff_until = Some(now + wait);
     }
 
     /// Re-sends, in spool order, the waiting records of topics whose back-off is over.

@@ -80,10 +80,22 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Signature check failures by reason and mode (enforce rejects, report only counts).",
     ),
     (
+        "callhook_signature_replay_evictions_total",
+        'c',
+        None,
+        "Live jti entries pushed out because the replay cache was full (raise signatures.replay_cache_entries).",
+    ),
+    (
         "callhook_answer_rule_hits_total",
         'c',
         None,
         "Answer requests by the routing rule that matched.",
+    ),
+    (
+        "callhook_answer_ncco_invalid_total",
+        'c',
+        None,
+        "Answers where a substituted value was invalid and the rule's on_invalid NCCO answered, by rule.",
     ),
     (
         "callhook_answer_upstream_requests_total",
@@ -227,6 +239,16 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
     ),
 ];
 
+/// Unlabelled counters exported from the start.
+const ZERO_AT_START: &[&str] = &[
+    "callhook_http_connections_rejected_total",
+    "callhook_signature_verified_total",
+    "callhook_signature_replay_evictions_total",
+    "callhook_spool_budget_rejections_total",
+    "callhook_spool_write_errors_total",
+    "callhook_kafka_dlq_failures_total",
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder once (later calls return the same handle).
@@ -248,6 +270,12 @@ pub fn install() -> PrometheusHandle {
             // Another recorder may exist in tests that embed callhook; metrics then go there.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Error counters start at 0 so dashboards show 0 rather than "no data".
+            for (name, kind, _, _) in CATALOGUE {
+                if *kind == 'c' && ZERO_AT_START.contains(name) {
+                    metrics::counter!(*name).absolute(0);
+                }
+            }
             metrics::gauge!("callhook_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Load run: callhook against the machine's HTTP ceiling, side by side in one run.
+#
+# The ceiling is nginx answering the same paths with a fixed `return 200` (no parsing, no
+# disk). Both get the same wrk load (CONNS connections, DURATION seconds each); the server
+# is pinned to CPU 0 and wrk to CPU 1 where taskset works. Prints one table with req/s,
+# latency percentiles, errors and the callhook/ceiling ratio for: answer (GET with query),
+# voice event (POST JSON), messages inbound and a mixed burst, for callhook with durability
+# fsync, durability os, and (voice event) signatures on. Then the answer path's latency at a
+# fixed rate (half of the measured max) while events stream, and RSS idle / after load.
+#
+#   bash benches/load/run.sh            # DURATION=10 CONNS=64
+# Needs nginx, wrk and hey (Debian packages; installed when missing, as root). Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+log() { echo "load: $*" >&2; }
+
+need=()
+for t in nginx wrk hey; do command -v "$t" >/dev/null || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --locked -q
+BIN=$PWD/target/release/callhook
+WORK=$(mktemp -d)
+cleanup() {
+  for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PIN_SERVER="taskset -c 0"
+PIN_CLIENT="taskset -c 1"
+taskset -c 0 true 2>/dev/null || { PIN_SERVER=""; PIN_CLIENT=""; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Request bodies in Vonage's compact wire form.
+compact() { python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",",":")), end="")' "$1"; }
+EVENT=$(compact tests/fixtures/seed-inbound-completed.json)
+INBOUND=$(compact tests/fixtures/messages-inbound-sms.json)
+ANSWER_Q='from=441234567890&to=442038297050&uuid=0779a56d002f1c7f47f82ef5fe84ab79&conversation_uuid=CON-8f5a100c-fbce-4218-8d4b-16341335bcd6'
+
+lua_post() { # body path [authorization token]
+  python3 - "$1" "$2" "${3:-}" <<'PY'
+import json, sys
+body, path, tok = sys.argv[1], sys.argv[2], sys.argv[3]
+print(f'wrk.method = "POST"\nwrk.path = {json.dumps(path)}\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"')
+if tok:
+    print(f'wrk.headers["Authorization"] = "Bearer {tok}"')
+PY
+}
+lua_mixed() {
+  python3 - "$EVENT" "$INBOUND" "$ANSWER_Q" <<'PY'
+import json, sys
+ev, inb, q = sys.argv[1:4]
+print(f'''local reqs = {{
+  wrk.format("POST", "/webhooks/voice/event", {{["Content-Type"]="application/json"}}, {json.dumps(ev)}),
+  wrk.format("POST", "/webhooks/voice/event", {{["Content-Type"]="application/json"}}, {json.dumps(ev)}),
+  wrk.format("POST", "/webhooks/messages/inbound", {{["Content-Type"]="application/json"}}, {json.dumps(inb)}),
+  wrk.format("GET", "/webhooks/voice/answer?{q}", nil, nil),
+}}
+local i = 0
+request = function() i = i + 1; return reqs[(i % #reqs) + 1] end''')
+PY
+}
+lua_post "$EVENT" /webhooks/voice/event > "$WORK/event.lua"
+lua_post "$INBOUND" /webhooks/messages/inbound > "$WORK/inbound.lua"
+lua_mixed > "$WORK/mixed.lua"
+printf 'wrk.method = "GET"\nwrk.path = "/webhooks/voice/answer?%s"\n' "$ANSWER_Q" > "$WORK/answer.lua"
+
+# Signatures: one Vonage-style token per body; the same jti with the same payload is
+# accepted as Vonage's idempotent retry, so one token serves the whole run.
+SECRET=load-test-signature-secret-0123456789
+APP=aaaaaaaa-bbbb-cccc-dddd-0123456789ab
+token() {
+  python3 - "$1" "$SECRET" "$APP" <<'PY'
+import base64, hashlib, hmac, json, sys, time, uuid
+payload, secret, app = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3]
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+c = b(json.dumps({"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
+                  "payload_hash": hashlib.sha256(payload).hexdigest(), "api_key": "loadkey",
+                  "application_id": app}).encode())
+s = b(hmac.new(secret, f"{h}.{c}".encode(), hashlib.sha256).digest())
+print(f"{h}.{c}.{s}", end="")
+PY
+}
+lua_post "$EVENT" /webhooks/voice/event "$(token "$EVENT")" > "$WORK/event-signed.lua"
+SIGNED_CFG="[[applications]]
+id = \"$APP\"
+name = \"load\"
+api_key = \"loadkey\"
+signature_secrets = [\"$SECRET\"]
+capabilities = [\"voice\", \"messages\", \"rtc\"]"
+
+start_callhook() { # name durability extra-toml -> port
+  local port
+  port=$(free_port)
+  {
+    printf '[server]\nlisten = "127.0.0.1:%s"\n[spool]\ndurability = "%s"\nretention_bytes = 1073741824\n[log]\nlevel = "warn"\n%s\n' "$port" "$2" "$3"
+    sed -n '/^\[answer.default\]/,/^# -----/p' deploy/config/callhook.toml | grep -v '^# ---'
+  } > "$WORK/$1.toml"
+  $PIN_SERVER "$BIN" serve --config "$WORK/$1.toml" --data-dir "$WORK/$1-data" > "$WORK/$1.out" 2> "$WORK/$1.err" &
+  echo $! > "$WORK/$1.pid"
+  for _ in $(seq 1 100); do grep -q listening "$WORK/$1.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q listening "$WORK/$1.out" || { cat "$WORK/$1.err" >&2; exit 1; }
+  echo "$port"
+}
+start_nginx() {
+  local port
+  port=$(free_port)
+  mkdir -p "$WORK/nginx-body"
+  printf '%s\n' \
+    "worker_processes 1;" \
+    "pid $WORK/nginx.pid;" \
+    "error_log $WORK/nginx.err warn;" \
+    "events { worker_connections 4096; }" \
+    "http {" \
+    "  access_log off;" \
+    "  client_body_temp_path $WORK/nginx-body;" \
+    "  server {" \
+    "    listen 127.0.0.1:$port;" \
+    "    keepalive_requests 1000000;" \
+    "    location /webhooks/voice/answer { default_type application/json; return 200 '[{\"action\":\"talk\",\"text\":\"Thanks for calling.\"}]'; }" \
+    "    location / { return 200; }" \
+    "  }" \
+    "}" > "$WORK/nginx.conf"
+  $PIN_SERVER nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.err" -g 'daemon on;'
+  sleep 0.3
+  echo "$port"
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# One wrk run -> "req/s p50_ms p99_ms p99.9_ms errors".
+run_wrk() { # port lua
+  local out
+  out=$($PIN_CLIENT wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$2" "http://127.0.0.1:$1" 2>&1)
+  python3 - "$out" <<'PY'
+import re, sys
+o = sys.argv[1]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    n = float(m.group(1))
+    return n / 1000 if m.group(2) == "us" else n * 1000 if m.group(2) == "s" else n
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1))
+pct = dict(re.findall(r"^\s+(\d+(?:\.\d+)?)%\s+(\S+)", o, re.M))
+def p(k):
+    for key in (k, k.rstrip("0").rstrip(".")):
+        if key in pct:
+            return ms(pct[key])
+    return float("nan")
+err = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", o))
+non2 = re.search(r"Non-2xx or 3xx responses: (\d+)", o)
+err += int(non2.group(1)) if non2 else 0
+print(f"{rps:.0f} {p('50.000'):.3f} {p('99.000'):.3f} {p('99.900'):.3f} {err}")
+PY
+}
+
+NGINX=$(start_nginx)
+FSYNC=$(start_callhook fsync fsync "")
+OS=$(start_callhook os os "")
+SIGNED=$(start_callhook signed fsync "$SIGNED_CFG")
+IDLE_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
+log "nginx :$NGINX, callhook fsync :$FSYNC, os :$OS, signed :$SIGNED; ${DURATION}s per cell, $CONNS connections"
+
+declare -A R
+for w in answer event inbound mixed; do
+  R[nginx,$w]=$(run_wrk "$NGINX" "$WORK/$w.lua")
+  R[fsync,$w]=$(run_wrk "$FSYNC" "$WORK/$w.lua")
+  R[os,$w]=$(run_wrk "$OS" "$WORK/$w.lua")
+  log "$w done"
+done
+R[signed,event]=$(run_wrk "$SIGNED" "$WORK/event-signed.lua")
+LOAD_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
+
+# Answer latency at a fixed rate (half of the measured max) while events stream.
+MAX_ANSWER=$(echo "${R[fsync,answer]}" | cut -d' ' -f1)
+HALF=$((MAX_ANSWER / 2))
+$PIN_CLIENT wrk -t1 -c8 -d"$((DURATION + 2))s" -s "$WORK/event.lua" "http://127.0.0.1:$FSYNC" > /dev/null 2>&1 &
+STREAM=$!
+sleep 1
+FIXED=$($PIN_CLIENT hey -z "${DURATION}s" -c 16 -q $((HALF / 16 > 0 ? HALF / 16 : 1)) \
+  "http://127.0.0.1:$FSYNC/webhooks/voice/answer?$ANSWER_Q" 2>&1 | awk '/ 50% in| 99% in/ {printf "p%s %.3f ms  ", $1, $3 * 1000}')
+wait "$STREAM" || true
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo
+echo "callhook load run $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores ($CPU); ${DURATION}s x $CONNS connections per cell; wrk 1 thread${PIN_CLIENT:+, server on CPU 0, wrk on CPU 1}"
+echo
+echo "| workload | server | req/s | p50 ms | p99 ms | p99.9 ms | errors | vs nginx |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+for w in answer event inbound mixed; do
+  base=$(echo "${R[nginx,$w]}" | cut -d' ' -f1)
+  for s in nginx fsync os signed; do
+    v=${R[$s,$w]:-}
+    [ -z "$v" ] && continue
+    read -r rps p50 p99 p999 err <<<"$v"
+    ratio=$(python3 -c "print(f'{$rps/$base:.2f}')")
+    case $s in nginx) name="nginx (ceiling)" ;; fsync) name="callhook, fsync" ;; os) name="callhook, os" ;; signed) name="callhook, fsync + signatures" ;; esac
+    echo "| $w | $name | $rps | $p50 | $p99 | $p999 | $err | $ratio |"
+  done
+done
+echo
+echo "answer at a fixed ${HALF} req/s (half of max) while events stream: $FIXED"
+echo "RSS of callhook (fsync): idle ${IDLE_RSS} kB, after the load ${LOAD_RSS} kB"

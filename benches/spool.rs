@@ -1,0 +1,71 @@
+//! Spool append with group commit: N concurrent appenders share each fsync, so the cost
+//! per record falls as the batch grows. Both durability modes; the disk is this machine's.
+
+use bytes::Bytes;
+use callhook::spool::{Durability, NewRecord, Spool, SpoolConfig};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+fn record() -> NewRecord {
+    NewRecord {
+        kind: 3,
+        is_query: false,
+        received_us: 0,
+        key: Bytes::from_static(b"CON-8f5a100c-fbce-4218-8d4b-16341335bcd6"),
+        app: Bytes::new(),
+        etype: Bytes::from_static(b"completed"),
+        meta: Bytes::new(),
+        body: Bytes::from(vec![b'x'; 450]),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for durability in [Durability::Fsync, Durability::Os] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            dir: dir.path().to_path_buf(),
+            durability,
+            segment_bytes: 64 << 20,
+            disk_budget_bytes: 64 << 30,
+            retention_age: None,
+            retention_bytes: Some(256 << 20),
+            queue_capacity: 65_536,
+            has_sink: false,
+        };
+        let (spool, _) = rt.block_on(async { Spool::open(cfg) }).unwrap();
+        let mut g = c.benchmark_group(format!("spool_append/{durability:?}"));
+        g.sample_size(20);
+        for batch in [1usize, 8, 64, 256] {
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_function(format!("batch_{batch}"), |b| {
+                b.iter_batched(
+                    || (0..batch).map(|_| record()).collect::<Vec<_>>(),
+                    |recs| {
+                        rt.block_on(async {
+                            let tasks: Vec<_> = recs
+                                .into_iter()
+                                .map(|r| {
+                                    let s = spool.clone();
+                                    tokio::spawn(async move { s.append(r).await.unwrap() })
+                                })
+                                .collect();
+                            for t in tasks {
+                                t.await.unwrap();
+                            }
+                        })
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+        rt.block_on(spool.shutdown());
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
