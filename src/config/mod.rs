@@ -279,6 +279,8 @@ impl Config {
         limits::check_range("server.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)?;
         let sp = &self.spool;
         limits::check_range("spool.segment_bytes", sp.segment_bytes, 4096, 1 << 34)?;
+        // Up to ten years: beyond that the hours-to-seconds conversion could overflow.
+        limits::check_range("spool.retention_hours", sp.retention_hours, 0, 87_600)?;
         if sp.disk_budget_bytes < sp.segment_bytes {
             return Err(ConfigError::invalid(
                 "spool.disk_budget_bytes",

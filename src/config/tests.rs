@@ -55,3 +55,11 @@ fn unknown_keys_and_bad_values_name_their_path() {
         .to_string();
     assert!(e.contains("kafka.properties.\"acks\""), "{e}");
 }
+
+#[test]
+fn absurd_retention_is_refused_not_overflowed() {
+    let mut c = Config::default();
+    c.spool.retention_hours = 5_124_095_576_030_432;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("spool.retention_hours"), "{e}");
+}

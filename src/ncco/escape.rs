@@ -92,6 +92,18 @@ pub(crate) fn ssml_json_into(out: &mut BytesMut, s: &str) {
     json_into(out, &s[run..], Escape::HtmlSafe);
 }
 
+/// Characters `s` occupies once `ssml_json_into` has replaced XML specials by entities.
+pub(crate) fn ssml_escaped_chars(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c {
+            '&' => 5,
+            '<' | '>' => 4,
+            '"' | '\'' => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -121,7 +121,12 @@ impl Template {
                         _ => escape::json_into(&mut out, value, Escape::HtmlSafe),
                     }
                     blank &= value.trim().is_empty();
-                    chars += value.chars().count();
+                    // Count what the NCCO will hold: in SSML an escaped character is its
+                    // entity (`'` is `&apos;`), as the validator counts it.
+                    chars += match role {
+                        Some(Role::Text { ssml: true, .. }) => escape::ssml_escaped_chars(value),
+                        _ => value.chars().count(),
+                    };
                 }
                 Piece::Begin => (mark, blank, chars) = (out.len(), true, 0),
                 Piece::End(role) => {

@@ -193,6 +193,9 @@ pub fn decode(buf: &Bytes) -> Result<(StoredRecord, usize), DecodeError> {
     if crc32c::crc32c(&b[PREFIX_LEN..]) != crc {
         return Err(DecodeError::Corrupt("checksum mismatch"));
     }
+    if b[25] & !1 != 0 {
+        return Err(DecodeError::Corrupt("unknown flag bits"));
+    }
     let (key_len, app_len, etype_len) = (le16(b, 26), le16(b, 28), le16(b, 30));
     let (meta_len, body_len) = (le32(b, 32), le32(b, 36));
     if HEADER_LEN + key_len + app_len + etype_len + meta_len + body_len != total {
@@ -269,6 +272,18 @@ mod tests {
                 "bit {i} flip undetected"
             );
         }
+    }
+
+    #[test]
+    fn unknown_flag_bits_are_corruption() {
+        let mut b = sample(b"{}").encode(Seq(1));
+        b[25] |= 0x02;
+        let crc = crc32c::crc32c(&b[PREFIX_LEN..]);
+        b[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&Bytes::from(b)),
+            Err(DecodeError::Corrupt("unknown flag bits"))
+        );
     }
 
     #[test]

@@ -116,6 +116,11 @@ pub fn check_header(encoded: &[u8]) -> Result<(), SignatureError> {
     let n = B64
         .decode_slice(encoded, &mut buf)
         .map_err(|_| SignatureError::MalformedToken("header is not base64url"))?;
+    if !is_object(&buf[..n]) {
+        return Err(SignatureError::MalformedToken(
+            "header is not a JSON object",
+        ));
+    }
     let header: Header<'_> = serde_json::from_slice(&buf[..n])
         .map_err(|_| SignatureError::MalformedToken("header is not a JSON object"))?;
     if header.alg.0 != "HS256" {
@@ -251,9 +256,20 @@ pub struct Claims<'a> {
 impl<'a> Claims<'a> {
     /// Parses decoded claims; anything but a JSON object of the right types is malformed.
     pub fn parse(json: &'a [u8]) -> Result<Self, SignatureError> {
+        // serde's derived structs also take a JSON array (fields by position): refuse it.
+        if !is_object(json) {
+            return Err(SignatureError::MalformedToken(
+                "claims are not a JSON object",
+            ));
+        }
         serde_json::from_slice(json)
             .map_err(|_| SignatureError::MalformedToken("claims are not valid JSON"))
     }
+}
+
+/// True when the first non-whitespace byte opens a JSON object.
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Claim value as `&str`, for `Option<Str>` fields.

@@ -228,6 +228,11 @@ fn first<'a>(f: &'a dyn Fields, names: &[&str]) -> Option<Cow<'a, str>> {
         .find_map(|n| f.text(n).filter(|s| !s.is_empty()))
 }
 
+/// A nested string field, skipping empty ones like `first` does.
+fn nested<'a>(f: &'a dyn Fields, path: &[&str]) -> Option<Cow<'a, str>> {
+    f.nested(path).filter(|s| !s.is_empty())
+}
+
 fn inspect_fields(kind: WebhookKind, f: &dyn Fields) -> Inspection {
     let (key, etype): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match kind {
         WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback => {
@@ -257,9 +262,9 @@ fn inspect_fields(kind: WebhookKind, f: &dyn Fields) -> Inspection {
         WebhookKind::MessagesStatus => (first(f, &["message_uuid"]), first(f, &["status"])),
         WebhookKind::RtcEvent => (
             first(f, &["conversation_id", "cid"])
-                .or_else(|| f.nested(&["body", "conversation_id"]))
-                .or_else(|| f.nested(&["body", "conversation", "conversation_id"]))
-                .or_else(|| f.nested(&["body", "channel", "id"])),
+                .or_else(|| nested(f, &["body", "conversation_id"]))
+                .or_else(|| nested(f, &["body", "conversation", "conversation_id"]))
+                .or_else(|| nested(f, &["body", "channel", "id"])),
             first(f, &["type"]),
         ),
     };

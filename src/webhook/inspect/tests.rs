@@ -210,3 +210,10 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn empty_nested_rtc_ids_fall_through_to_the_next() {
+    let body = br#"{"type":"app:knocking","body":{"conversation_id":"","channel":{"id":"CH-1"}}}"#;
+    let got = inspect_body(WebhookKind::RtcEvent, body).unwrap();
+    assert_eq!(&got.key[..], b"CH-1");
+}
