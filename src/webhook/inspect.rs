@@ -132,7 +132,38 @@ thread_local! {
 /// # Errors
 /// Only for bodies that are not a JSON object; see [`BodyError`].
 pub fn inspect_body(kind: WebhookKind, body: &[u8]) -> Result<Inspection, BodyError> {
-    with_json(body, |v| inspect_fields(kind, &Json(v)))
+    match with_json(body, |v| inspect_fields(kind, &Json(v))) {
+        // simd-json refuses integers beyond 64 bits, which JSON allows: a cold second
+        // opinion from serde_json (big integers as f64) so no valid object is refused.
+        Err(BodyError::NotJson(e)) if body.iter().any(u8::is_ascii_digit) => {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(v) if v.is_object() => Ok(inspect_fields(kind, &Serde(&v))),
+                _ => Err(BodyError::NotJson(e)),
+            }
+        }
+        other => other,
+    }
+}
+
+struct Serde<'v>(&'v serde_json::Value);
+
+impl Fields for Serde<'_> {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(Cow::Borrowed)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| !v.is_null())
+    }
+    fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+        let mut v = self.0;
+        for p in path {
+            v = v.get(*p)?;
+        }
+        v.as_str().map(Cow::Borrowed)
+    }
 }
 
 /// Runs `f` over the parsed top-level object of `body`.

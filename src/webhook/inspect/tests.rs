@@ -217,3 +217,14 @@ fn empty_nested_rtc_ids_fall_through_to_the_next() {
     let got = inspect_body(WebhookKind::RtcEvent, body).unwrap();
     assert_eq!(&got.key[..], b"CH-1");
 }
+
+#[test]
+fn integers_beyond_64_bits_are_still_json() {
+    let body = br#"{"uuid":"n","conversation_uuid":"CON-n","status":"started","price":123456789012345678901234567890}"#;
+    let got = inspect_body(WebhookKind::VoiceEvent, body).unwrap();
+    assert_eq!(&got.key[..], b"CON-n");
+    assert!(matches!(
+        inspect_body(WebhookKind::VoiceEvent, br#"{"d":1e999999}"#),
+        Err(BodyError::NotJson(_))
+    ));
+}

@@ -1,0 +1,217 @@
+//! The hostile-input table: each row asserts its status (or that the connection is closed)
+//! while concurrent good requests all succeed. Limits are the documented defaults unless a
+//! row sets its own.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends raw bytes; returns every status code seen on the connection (pipelining) and the
+/// raw response text. Reads until the server closes or `wait` passes.
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> (Vec<u16>, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let codes = text
+        .match_indices("HTTP/1.")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect();
+    (codes, text)
+}
+
+fn post(path: &str, body: &str, extra: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[tokio::test]
+async fn hostile_requests_get_their_answer_and_good_ones_still_succeed() {
+    let gw = Gateway::start(
+        "header_read_timeout_ms = 1000\nrequest_timeout_ms = 1000\nmax_headers = 50\nmax_header_bytes = 16384\n",
+    );
+    let addr = gw.addr;
+    let good = tokio::spawn(async move {
+        let mut ok = 0;
+        for i in 0..200 {
+            let body =
+                format!(r#"{{"uuid":"g{i}","conversation_uuid":"CON-good","status":"started"}}"#);
+            if request(addr, "POST", "/webhooks/voice/event", &[], body.into())
+                .await
+                .status
+                == 200
+            {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    let w = Duration::from_secs(5);
+    // Accepted as sent: duplicate keys, huge numbers, unexpected types, any content type.
+    for body in [
+        r#"{"status":"started","status":"completed","uuid":"d","conversation_uuid":"CON-d"}"#,
+        r#"{"uuid":"n","conversation_uuid":"CON-n","price":123456789012345678901234567890}"#,
+        r#"{"uuid":7,"conversation_uuid":["x"],"status":{"a":1}}"#,
+    ] {
+        let (codes, t) = raw(addr, &post("/webhooks/voice/event", body, ""), w).await;
+        assert_eq!(codes, [200], "{body}: {t}");
+    }
+    // A number no JSON parser can hold (beyond f64) is refused, as consumers could not read it.
+    let (codes, t) = raw(
+        addr,
+        &post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"e","duration":1e999999}"#,
+            "",
+        ),
+        w,
+    )
+    .await;
+    assert_eq!(codes, [400], "{t}");
+    assert!(t.contains("not_json"));
+    let (codes, _) = raw(
+        addr,
+        &post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"ct"}"#,
+            "content-type: text/plain\r\n",
+        ),
+        w,
+    )
+    .await;
+    assert_eq!(codes, [200], "content type is not what decides");
+    // HTTP/1.0, and pipelined requests answered in order.
+    let (codes, _) = raw(addr, b"GET /healthz HTTP/1.0\r\n\r\n", w).await;
+    assert_eq!(codes, [200]);
+    let one = r#"{"uuid":"p","conversation_uuid":"CON-p","status":"started"}"#;
+    let mut pipelined = Vec::new();
+    for _ in 0..3 {
+        pipelined.extend(
+            format!(
+                "POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{one}",
+                one.len()
+            )
+            .into_bytes(),
+        );
+    }
+    pipelined.extend(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let (codes, _) = raw(addr, &pipelined, w).await;
+    assert_eq!(codes, [200, 200, 200, 200]);
+    // Methods and paths.
+    for (req, want) in [
+        (
+            "HEAD /webhooks/voice/event HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            "OPTIONS /webhooks/voice/answer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            "BREW /webhooks/voice/event HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            "GET /webhooks/%2e%2e/metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            "GET //metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            404,
+        ),
+    ] {
+        let (codes, t) = raw(addr, req.as_bytes(), w).await;
+        assert_eq!(codes.first().copied(), Some(want), "{req:?}: {t}");
+    }
+    // Too many headers, a head larger than the limit, an oversized query string.
+    let many: String = (0..60).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let (codes, _) = raw(
+        addr,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n").as_bytes(),
+        w,
+    )
+    .await;
+    assert_eq!(codes.first().copied(), Some(431), "too many headers");
+    let big = format!("x-big: {}\r\n", "a".repeat(20_000));
+    let (codes, _) = raw(
+        addr,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{big}\r\n").as_bytes(),
+        w,
+    )
+    .await;
+    assert!(
+        matches!(codes.first().copied(), Some(431) | None),
+        "head over the limit: {codes:?}"
+    );
+    let q = format!(
+        "GET /webhooks/voice/answer?to={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "1".repeat(20_000)
+    );
+    let (codes, _) = raw(addr, q.as_bytes(), w).await;
+    assert!(
+        matches!(codes.first().copied(), Some(414) | Some(431) | None),
+        "oversized query: {codes:?}"
+    );
+    // Body over the limit, declared.
+    let (codes, _) = raw(
+        addr,
+        b"POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-length: 999999999\r\n\r\n{",
+        w,
+    )
+    .await;
+    assert_eq!(codes, [413]);
+    // Slow headers: the connection is closed after header_read_timeout_ms (1 s here).
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "slow headers were cut off"
+    );
+    // Slow body: 408 after request_timeout_ms (1 s here).
+    let (codes, t) = raw(
+        addr,
+        b"POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"a\":",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(codes, [408], "{t}");
+    assert_eq!(good.await.unwrap(), 200, "every good request succeeded");
+}
+
+#[tokio::test]
+async fn connection_flood_over_the_limit_is_refused_with_503_and_service_continues() {
+    let gw = Gateway::start("max_connections = 20\n");
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(gw.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (codes, t) = raw(
+        gw.addr,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(codes, [503], "{t}");
+    assert!(t.contains("too_many_connections") && t.to_lowercase().contains("retry-after"));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        gw.post("/webhooks/voice/event", r#"{"uuid":"after"}"#)
+            .await
+            .status,
+        200
+    );
+    let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        m.contains("callhook_http_connections_rejected_total 1"),
+        "{m}"
+    );
+}
