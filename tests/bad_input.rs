@@ -188,3 +188,24 @@ async fn chunked_body_over_the_limit_is_refused() {
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("body_too_large"));
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
+    let gw = Gateway::start("");
+    let a = gw.post("/webhooks/voice/event", "nope").await;
+    let b = gw.post("/webhooks/voice/event", "nope").await;
+    let (ida, idb) = (
+        a.headers["x-request-id"].to_str().unwrap(),
+        b.headers["x-request-id"].to_str().unwrap(),
+    );
+    assert!(ida.starts_with("ch-") && ida != idb);
+    let r = gw
+        .request(
+            "POST",
+            "/webhooks/voice/event",
+            &[("x-request-id", "lb-1234")],
+            "{}",
+        )
+        .await;
+    assert_eq!(r.headers["x-request-id"], "lb-1234");
+}

@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
 use hyper::{Method, Request, Response};
 
 use super::answer::{self, AnswerCall};
@@ -34,20 +35,24 @@ pub async fn handle(
     let route = state.routes.resolve(req.method(), req.uri().path());
     let label = routes::label(route.as_ref().ok());
     let allowed = state.access.allows(peer.ip(), req.headers());
-    let resp = match route {
+    let id = RequestId::of(&req);
+    let mut resp = match route {
         // Webhook routes only: ops endpoints stay reachable for probes and scrapers.
         Ok(Route::Webhook { kind, .. }) if !allowed => {
-            reject(&state, Some(kind), IngestError::Forbidden)
+            reject(&state, Some(kind), IngestError::Forbidden, &id, peer)
         }
         Ok(Route::Webhook { kind, path_app }) => match webhook(&state, kind, path_app, req).await {
             Ok(resp) => resp,
-            Err(e) => reject(&state, Some(kind), e),
+            Err(e) => reject(&state, Some(kind), e, &id, peer),
         },
         Ok(Route::Metrics) => ops::metrics(&state),
         Ok(Route::Healthz) => ops::healthz(),
         Ok(Route::Readyz) => ops::readyz(&state),
-        Err(e) => reject(&state, None, e.into()),
+        Err(e) => reject(&state, None, e.into(), &id, peer),
     };
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
     in_flight.decrement(1.0);
     metrics::counter!("callhook_http_requests_total", "route" => label, "status" => respond::class(resp.status()))
         .increment(1);
@@ -56,14 +61,46 @@ pub async fn handle(
     resp
 }
 
-fn reject(state: &AppState, kind: Option<WebhookKind>, e: IngestError) -> Response<Body> {
+/// `x-request-id`: the caller's (a load balancer's) when it sent a sane one, else a
+/// process-unique counter. Returned on every response and logged with rejections, so one
+/// refused webhook can be found in the log.
+struct RequestId(String);
+
+const X_REQUEST_ID: &str = "x-request-id";
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl RequestId {
+    fn of(req: &Request<Incoming>) -> Self {
+        let given = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+        match given {
+            Some(v) => Self(v.to_owned()),
+            None => Self(format!("ch-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn reject(
+    state: &AppState,
+    kind: Option<WebhookKind>,
+    e: IngestError,
+    id: &RequestId,
+    peer: SocketAddr,
+) -> Response<Body> {
     let reason = e.reason();
     if let Some(kind) = kind {
         metrics::counter!("callhook_events_rejected_total", "kind" => kind.as_str(), "reason" => reason)
             .increment(1);
     }
     if REJECT_LOG.allow(1000) {
-        tracing::warn!(reason, kind = kind.map(|k| k.as_str()), error = %e, "request rejected (log rate-limited to 1/s)");
+        tracing::warn!(request_id = id.as_str(), %peer, reason, kind = kind.map(|k| k.as_str()), error = %e, "request rejected (log rate-limited to 1/s)");
     }
     e.into_response(state.cfg.server.retry_after_secs)
 }
