@@ -81,7 +81,8 @@ fn scan(tail: &SegmentInfo) -> io::Result<(u64, u64)> {
     let mut reader = SegmentReader::open(&tail.path)?;
     let mut expect = tail.first_seq.0;
     loop {
-        let before = reader.offset();
+        // The first call also consumes the magic: a bad first record cuts after it.
+        let before = reader.offset().max(MAGIC.len() as u64);
         match reader.next_record() {
             Ok(Some(rec)) if rec.seq.0 == expect => expect += 1,
             // A record from another position is as bad as a checksum failure.

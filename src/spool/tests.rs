@@ -206,3 +206,16 @@ fn retention_deletes_only_forwarded_segments_when_a_sink_exists() {
         spool.shutdown().await;
     });
 }
+
+#[test]
+fn a_misnumbered_first_record_is_cut_after_the_magic() {
+    let work = tempfile::tempdir().unwrap();
+    let path = segment::path_for(work.path(), Seq(0));
+    let mut bytes = segment::MAGIC.to_vec();
+    bytes.extend(rec(1).encode(Seq(41)));
+    std::fs::write(&path, &bytes).unwrap();
+    let got = recovery::recover(work.path()).unwrap();
+    assert_eq!(got.next_seq, Seq(0));
+    assert_eq!(got.cut_bytes, (bytes.len() - segment::MAGIC.len()) as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), segment::MAGIC.to_vec());
+}

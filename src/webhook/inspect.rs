@@ -227,11 +227,16 @@ pub fn parse_borrowed<'s>(
     scratch.clear();
     scratch.extend_from_slice(body);
     match simd_json::to_borrowed_value(scratch) {
-        Err(e) => Err(if std::str::from_utf8(body).is_err() {
-            BodyError::NotUtf8
-        } else {
-            BodyError::NotJson(e.to_string())
-        }),
+        Err(e) => {
+            if std::str::from_utf8(body).is_err() {
+                return Err(BodyError::NotUtf8);
+            }
+            // As in `inspect_body`: integers beyond 64 bits are JSON too (cold path).
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(v) if v.is_object() => Ok(from_serde(&v)),
+                _ => Err(BodyError::NotJson(e.to_string())),
+            }
+        }
         Ok(v) if v.is_object() => Ok(v),
         Ok(v) => Err(BodyError::NotObject(match v.value_type() {
             simd_json::ValueType::Array => "an array",
@@ -240,6 +245,27 @@ pub fn parse_borrowed<'s>(
             simd_json::ValueType::Bool => "a boolean",
             _ => "a number",
         })),
+    }
+}
+
+/// serde_json's view as a simd-json value (owned strings; big integers as f64).
+fn from_serde(v: &serde_json::Value) -> simd_json::BorrowedValue<'static> {
+    use simd_json::BorrowedValue as B;
+    match v {
+        serde_json::Value::Null => B::Static(simd_json::StaticNode::Null),
+        serde_json::Value::Bool(b) => B::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => B::from(i),
+            (_, Some(u)) => B::from(u),
+            _ => B::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => B::from(s.clone()),
+        serde_json::Value::Array(a) => B::Array(Box::new(a.iter().map(from_serde).collect())),
+        serde_json::Value::Object(o) => B::Object(Box::new(
+            o.iter()
+                .map(|(k, v)| (std::borrow::Cow::Owned(k.clone()), from_serde(v)))
+                .collect(),
+        )),
     }
 }
 

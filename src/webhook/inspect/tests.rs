@@ -228,3 +228,14 @@ fn integers_beyond_64_bits_are_still_json() {
         Err(BodyError::NotJson(_))
     ));
 }
+
+#[test]
+fn the_answer_path_takes_big_integers_too() {
+    let body = br#"{"to":"442038297050","conversation_uuid":"CON-n","price":123456789012345678901234567890}"#;
+    let mut scratch = Vec::new();
+    let v = parse_borrowed(body, &mut scratch).unwrap();
+    assert_eq!(
+        &inspect_value(WebhookKind::VoiceAnswer, &v).key[..],
+        b"CON-n"
+    );
+}
