@@ -2,27 +2,11 @@
 //! tests/run-all.sh and named by KAFKA_BOOTSTRAP). Each test uses its own topics and group.
 
 mod common;
+use common::kafka::*;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP")
-        .expect("KAFKA_BOOTSTRAP is not set: run the suite with `bash tests/run-all.sh`, which starts the local broker")
-}
-
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
-}
 
 /// Config for a gateway whose topics are all prefixed with `p` (created at startup).
 fn kafka_config(brokers: &str, p: &str, extra: &str) -> String {
@@ -45,57 +29,6 @@ rtc_event = "{p}.rtc.event"
 dlq = "{p}.dlq"
 "#
     )
-}
-
-#[derive(Debug, Clone)]
-struct Got {
-    topic: String,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: HashMap<String, String>,
-    partition: i32,
-    offset: i64,
-}
-
-/// Consumes `topics` from the beginning until `want` records arrived or `timeout` passed.
-fn consume(brokers: &str, topics: &[&str], want: usize, timeout: Duration) -> Vec<Got> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("test-group"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(topics).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let mut headers = HashMap::new();
-                if let Some(h) = m.headers() {
-                    for i in 0..h.count() {
-                        let hd = h.get(i);
-                        headers.insert(
-                            hd.key.to_owned(),
-                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                out.push(Got {
-                    topic: m.topic().to_owned(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                });
-            }
-            Some(Err(e)) => eprintln!("consumer: {e}"),
-            None => {}
-        }
-    }
-    out
 }
 
 async fn wait_ready(gw: &Gateway) {

@@ -6,18 +6,15 @@
 //! The Kafka test needs a broker named by KAFKA_BOOTSTRAP (tests/run-all.sh starts one).
 
 mod common;
+use common::kafka::consume;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use callhook::forward::record;
 use callhook::spool::{Seq, StoredRecord};
 use common::*;
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use serde_json::{Value, json};
 
 const TOPICS: [&str; 5] = [
@@ -271,54 +268,6 @@ dlq = "{p}.callhook.dlq"
     )
 }
 
-struct Got {
-    topic: String,
-    value: Vec<u8>,
-    headers: HashMap<String, String>,
-}
-
-fn consume(brokers: &str, topics: &[String], want: usize, timeout: Duration) -> Vec<Got> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("schemas-group"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    c.subscribe(&refs).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|hd| {
-                                (
-                                    hd.key.to_owned(),
-                                    String::from_utf8_lossy(hd.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Got {
-                    topic: m.topic().to_owned(),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                });
-            }
-            Some(Err(e)) => eprintln!("consumer: {e}"),
-            None => {}
-        }
-    }
-    out
-}
-
 async fn wait_ready(gw: &Gateway) {
     for _ in 0..200 {
         let r = gw.get("/readyz").await;
@@ -353,7 +302,14 @@ async fn values_forwarded_to_kafka_validate_against_their_topic_schema() {
     let topics: Vec<String> = TOPICS.iter().map(|t| format!("{p}.{t}")).collect();
     let got = tokio::task::spawn_blocking({
         let brokers = brokers.clone();
-        move || consume(&brokers, &topics, want, Duration::from_secs(60))
+        move || {
+            consume(
+                &brokers,
+                &topics.iter().map(String::as_str).collect::<Vec<_>>(),
+                want,
+                Duration::from_secs(60),
+            )
+        }
     })
     .await
     .unwrap();

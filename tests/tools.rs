@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 mod call_records;
 mod common;
+use common::kafka::consume;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,10 +19,6 @@ use bytes::Bytes;
 use call_records::records::{self, Applied, Calls};
 use callhook::spool::{Seq, StoredRecord};
 use common::*;
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use serde_json::Value;
 
 const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
@@ -325,57 +322,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-struct Got {
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: HashMap<String, String>,
-    partition: i32,
-    offset: i64,
-}
-
-fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Got> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("tools-group"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|hd| {
-                                (
-                                    hd.key.to_owned(),
-                                    String::from_utf8_lossy(hd.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Got {
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                });
-            }
-            Some(Err(e)) => eprintln!("consumer: {e}"),
-            None => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn replay_to_kafka_resends_a_range_as_the_forwarder_would_marked_replayed() {
     let brokers = bootstrap();
@@ -433,7 +379,7 @@ fn replay_to_kafka_resends_a_range_as_the_forwarder_would_marked_replayed() {
         "{stdout}"
     );
     let topic = format!("{prefix}vonage.voice.event");
-    let mut got = consume(&brokers, &topic, 7, Duration::from_secs(60));
+    let mut got = consume(&brokers, &[topic.as_str()], 7, Duration::from_secs(60));
     assert_eq!(got.len(), 7);
     got.sort_by_key(|g| (g.partition, g.offset));
     let tail = gw.tail(&["--from", "1"]);

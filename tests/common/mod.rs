@@ -2,6 +2,8 @@
 //! and config, and talks HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
