@@ -23,7 +23,9 @@
 //! or at the load balancer's internal listener).
 //!
 //! Layout: `flows.rs` the step tables, `sign.rs` the signer, `check.rs` the answer checks,
-//! `report.rs` the counters and summary; this file the runner.
+//! `report.rs` the counters and summary; this file the runner (arguments, scheduling,
+//! request preparation, sending), kept together at ~600 lines because it reads as one
+//! sequence.
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
