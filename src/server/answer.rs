@@ -79,25 +79,8 @@ async fn render(
     if rule.upstream().is_none() {
         return rule.render_answer(req);
     }
-    let suffix = if call.is_get && !call.query.is_empty() {
-        format!("?{}", call.query)
-    } else {
-        String::new()
-    };
-    let up = UpstreamRequest {
-        method: if call.is_get {
-            UpstreamMethod::Get
-        } else {
-            UpstreamMethod::Post
-        },
-        path_and_query: &suffix,
-        body: if call.is_get {
-            Bytes::new()
-        } else {
-            call.body.clone()
-        },
-        application_id: call.app.map(AppId::as_str),
-    };
+    let suffix = upstream_suffix(call);
+    let up = upstream_request(call, &suffix);
     state.upstream.answer_or_fallback(rule, up, req).await.0
 }
 
@@ -123,27 +106,37 @@ pub async fn event_reply(state: &AppState, call: AnswerCall<'_>) -> Response<Bod
     let Some(target) = rule.upstream() else {
         return respond::accepted();
     };
-    let suffix = if call.is_get && !call.query.is_empty() {
+    let suffix = upstream_suffix(&call);
+    let up = upstream_request(&call, &suffix);
+    match state.upstream.answer(target, up).await {
+        Ok(ncco) => respond::json(StatusCode::OK, ncco),
+        Err(_) => respond::accepted(),
+    }
+}
+
+/// The query to append to the upstream URL: a GET answer's own query.
+fn upstream_suffix(call: &AnswerCall<'_>) -> String {
+    if call.is_get && !call.query.is_empty() {
         format!("?{}", call.query)
     } else {
         String::new()
-    };
-    let up = UpstreamRequest {
+    }
+}
+
+/// The request forwarded upstream: same method, query and body, plus the application id.
+fn upstream_request<'a>(call: &AnswerCall<'a>, suffix: &'a str) -> UpstreamRequest<'a> {
+    UpstreamRequest {
         method: if call.is_get {
             UpstreamMethod::Get
         } else {
             UpstreamMethod::Post
         },
-        path_and_query: &suffix,
+        path_and_query: suffix,
         body: if call.is_get {
             Bytes::new()
         } else {
             call.body.clone()
         },
         application_id: call.app.map(AppId::as_str),
-    };
-    match state.upstream.answer(target, up).await {
-        Ok(ncco) => respond::json(StatusCode::OK, ncco),
-        Err(_) => respond::accepted(),
     }
 }
