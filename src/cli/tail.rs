@@ -130,6 +130,10 @@ pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
 
 /// Microseconds since the epoch as RFC 3339 UTC with millisecond precision.
 pub fn rfc3339(us: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    rfc3339_display(us).to_string()
+}
+
+/// [`rfc3339`] without the allocation, for writing into a buffer.
+pub fn rfc3339_display(us: i64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
 }

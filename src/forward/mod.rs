@@ -19,11 +19,12 @@
 //!   checkpoint; what was not confirmed stays in the spool for the next start.
 
 pub mod admin;
+mod held;
 pub mod producer;
 pub mod record;
 pub mod status;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -41,6 +42,7 @@ use crate::spool::checkpoint::Checkpoint;
 use crate::spool::reader::SpoolReader;
 use crate::spool::{Seq, Spool, StoredRecord};
 use crate::webhook::WebhookKind;
+use held::HeldWindow;
 use producer::Producer;
 
 /// Tags dead-letter sends in the delivery opaque (sequence numbers stay far below it).
@@ -124,9 +126,10 @@ struct Held {
     dlq_reason: &'static str,
 }
 
-#[derive(Default)]
 struct Topic {
     name: String,
+    /// `callhook_kafka_produced_total{topic}`, resolved once: it is bumped per record.
+    produced: metrics::Counter,
     backoff_until: Option<Instant>,
     failures: u32,
     /// Held records of this topic waiting for a retry.
@@ -140,7 +143,7 @@ struct Pipeline {
     status: Arc<KafkaStatus>,
     checkpoint: Checkpoint,
     reader: SpoolReader,
-    held: BTreeMap<u64, Held>,
+    held: HeldWindow<Held>,
     topics: Vec<Topic>,
     by_kind: HashMap<WebhookKind, usize>,
     dlq: usize,
@@ -168,7 +171,10 @@ impl Pipeline {
                 .unwrap_or_else(|| {
                     topics.push(Topic {
                         name: name.to_owned(),
-                        ..Topic::default()
+                        produced: metrics::counter!("callhook_kafka_produced_total", "topic" => name.to_owned()),
+                        backoff_until: None,
+                        failures: 0,
+                        waiting: 0,
                     });
                     topics.len() - 1
                 })
@@ -190,7 +196,7 @@ impl Pipeline {
             spool,
             status,
             checkpoint,
-            held: BTreeMap::new(),
+            held: HeldWindow::new(),
             topics,
             by_kind,
             dlq,
@@ -281,7 +287,7 @@ impl Pipeline {
 
     /// Sends a held record (to its topic, or to the DLQ when it is marked for it).
     fn send(&mut self, seq: u64) {
-        let Some(h) = self.held.get(&seq) else { return };
+        let Some(h) = self.held.get(seq) else { return };
         let to_dlq = matches!(h.state, State::DlqWaiting);
         let topic = if to_dlq { self.dlq } else { h.topic };
         let mut headers = record::headers(&h.rec, h.kind, &self.cfg.ce_source);
@@ -329,7 +335,7 @@ impl Pipeline {
     }
 
     fn set_state(&mut self, seq: u64, state: State) {
-        let Some(h) = self.held.get_mut(&seq) else {
+        let Some(h) = self.held.get_mut(seq) else {
             return;
         };
         let old_topic = if matches!(h.state, State::DlqWaiting | State::DlqInFlight) {
@@ -353,7 +359,7 @@ impl Pipeline {
 
     /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
     fn failed(&mut self, seq: u64, was_dlq: bool, code: RDKafkaErrorCode) {
-        let Some(h) = self.held.get(&seq) else { return };
+        let Some(h) = self.held.get(seq) else { return };
         let topic = if was_dlq { self.dlq } else { h.topic };
         let reason = producer::reason(code);
         if was_dlq {
@@ -365,7 +371,7 @@ impl Pipeline {
             metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "permanent").increment(1);
             metrics::counter!("callhook_kafka_dlq_total", "reason" => reason).increment(1);
             tracing::warn!(seq, error = %code, "Kafka refused a record permanently; sending it to the dead-letter topic");
-            if let Some(h) = self.held.get_mut(&seq) {
+            if let Some(h) = self.held.get_mut(seq) {
                 h.dlq_reason = reason;
             }
             self.set_state(seq, State::DlqWaiting);
@@ -419,10 +425,10 @@ impl Pipeline {
                 State::DlqWaiting => due.contains(&self.dlq),
                 _ => false,
             })
-            .map(|(s, _)| *s)
+            .map(|(s, _)| s)
             .collect();
         for seq in seqs {
-            let topic = match self.held.get(&seq) {
+            let topic = match self.held.get(seq) {
                 Some(h) if h.state == State::DlqWaiting => self.dlq,
                 Some(h) => h.topic,
                 None => continue,
@@ -444,7 +450,7 @@ impl Pipeline {
             let seq = (tag & !DLQ_BIT) as u64;
             match outcome {
                 Ok(()) => {
-                    let Some(h) = self.held.remove(&seq) else {
+                    let Some(h) = self.held.remove(seq) else {
                         continue;
                     };
                     let topic = if was_dlq { self.dlq } else { h.topic };
@@ -455,7 +461,7 @@ impl Pipeline {
                     t.failures = 0;
                     t.backoff_until = None;
                     if !was_dlq {
-                        metrics::counter!("callhook_kafka_produced_total", "topic" => t.name.clone()).increment(1);
+                        t.produced.increment(1);
                     }
                 }
                 Err(code) => self.failed(seq, was_dlq, code),
@@ -467,15 +473,14 @@ impl Pipeline {
     fn checkpoint_if_due(&mut self, force: bool) {
         let next = self
             .held
-            .keys()
-            .next()
-            .map_or(self.reader.position(), |s| Seq(*s));
+            .first()
+            .map_or(self.reader.position(), |(s, _)| Seq(s));
         let durable = self.spool.durable_next();
         let lag = durable.0.saturating_sub(next.0);
         self.status.set_lag(lag);
         metrics::gauge!("callhook_kafka_lag_records").set(lag as f64);
         metrics::gauge!("callhook_kafka_in_flight").set(self.held.len() as f64);
-        let age = self.held.values().next().map_or(0.0, |h| {
+        let age = self.held.first().map_or(0.0, |(_, h)| {
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64);
@@ -534,8 +539,8 @@ impl Pipeline {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.flush_timeout_ms);
         while self
             .held
-            .values()
-            .any(|h| matches!(h.state, State::InFlight | State::DlqInFlight))
+            .iter()
+            .any(|(_, h)| matches!(h.state, State::InFlight | State::DlqInFlight))
             && Instant::now() < deadline
         {
             self.producer.poll(Duration::from_millis(10));

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use sha2::{Digest, Sha256};
 
-use crate::cli::tail::rfc3339;
+use crate::cli::tail::rfc3339_display;
 use crate::spool::StoredRecord;
 use crate::webhook::{WebhookKind, query};
 
@@ -24,41 +24,64 @@ pub fn value(rec: &StoredRecord) -> Bytes {
 /// CloudEvents `ce_id`: a digest of kind and payload, so a webhook Vonage retried (same
 /// body) gets the same id and consumers can drop the duplicate.
 pub fn ce_id(rec: &StoredRecord) -> String {
+    let mut s = String::with_capacity(32);
+    push_ce_id(rec, &mut s);
+    s
+}
+
+fn push_ce_id(rec: &StoredRecord, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = Sha256::new();
     h.update([rec.kind, u8::from(rec.is_query)]);
     h.update(if rec.is_query { &rec.meta } else { &rec.body });
-    let d = h.finalize();
-    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+    for b in &h.finalize()[..16] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
 }
 
 /// CloudEvents `ce_type`, e.g. `com.vonage.voice.event.completed`,
 /// `com.vonage.rtc.event.member.joined`; just the kind when the type is unknown.
 pub fn ce_type(kind: WebhookKind, etype: &[u8]) -> String {
-    let mut t = format!("com.vonage.{}", kind.as_str());
+    let mut t = String::with_capacity(32 + etype.len());
+    push_ce_type(kind, etype, &mut t);
+    t
+}
+
+fn push_ce_type(kind: WebhookKind, etype: &[u8], out: &mut String) {
+    out.push_str("com.vonage.");
+    out.push_str(kind.as_str());
     if !etype.is_empty() {
-        t.push('.');
-        t.extend(etype.iter().map(|&b| match b {
+        out.push('.');
+        out.extend(etype.iter().map(|&b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => b as char,
             _ => '.',
         }));
     }
-    t
 }
 
 /// Headers for one record: CloudEvents binary mode plus callhook's own.
+///
+/// On the forwarder's per-record path: the header texts share one buffer (librdkafka
+/// copies them), so a record costs one allocation here besides librdkafka's own.
 pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHeaders {
-    let id = ce_id(rec);
-    let ty = ce_type(kind, &rec.etype);
-    let time = rfc3339(rec.received_us);
-    let seq = rec.seq.0.to_string();
-    let mut h = OwnedHeaders::new_with_capacity(9)
+    use std::fmt::Write as _;
+    let mut buf = String::with_capacity(112 + rec.etype.len());
+    push_ce_id(rec, &mut buf);
+    let id = buf.len();
+    push_ce_type(kind, &rec.etype, &mut buf);
+    let ty = buf.len();
+    let _ = write!(buf, "{}", rfc3339_display(rec.received_us));
+    let time = buf.len();
+    let _ = write!(buf, "{}", rec.seq.0);
+    let mut h = OwnedHeaders::new_with_capacity(10)
         .insert(Header {
             key: "ce_specversion",
             value: Some("1.0"),
         })
         .insert(Header {
             key: "ce_id",
-            value: Some(id.as_str()),
+            value: Some(&buf[..id]),
         })
         .insert(Header {
             key: "ce_source",
@@ -66,11 +89,11 @@ pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHead
         })
         .insert(Header {
             key: "ce_type",
-            value: Some(ty.as_str()),
+            value: Some(&buf[id..ty]),
         })
         .insert(Header {
             key: "ce_time",
-            value: Some(time.as_str()),
+            value: Some(&buf[ty..time]),
         })
         .insert(Header {
             key: "content-type",
@@ -78,11 +101,11 @@ pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHead
         })
         .insert(Header {
             key: "callhook_received_at",
-            value: Some(time.as_str()),
+            value: Some(&buf[ty..time]),
         })
         .insert(Header {
             key: "callhook_seq",
-            value: Some(seq.as_str()),
+            value: Some(&buf[time..]),
         });
     if !rec.app.is_empty() {
         h = h.insert(Header {

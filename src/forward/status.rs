@@ -31,6 +31,11 @@ impl KafkaStatus {
         self.lag_records.store(records, Ordering::Relaxed);
     }
 
+    /// Durable records not yet confirmed by Kafka, as of the forwarder's last round.
+    pub fn lag(&self) -> u64 {
+        self.lag_records.load(Ordering::Relaxed)
+    }
+
     pub fn set_missing_topics(&self, topics: Vec<String>) {
         if let Ok(mut m) = self.missing_topics.lock() {
             *m = topics;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::record::{self, DecodeError, PREFIX_LEN, Seq, StoredRecord};
 
@@ -71,11 +71,19 @@ pub enum ReadError {
 
 /// Reads records one by one from a segment file. At the end of the written data it returns
 /// `Ok(None)` and can be called again later to pick up records appended since (follow mode).
+///
+/// File data goes through one reused buffer (zero-filled only when it grows) and each
+/// record is copied out into its own small allocation. Handing out slices of shared chunks
+/// instead made every chunk live as long as its slowest record, and the churn of large
+/// allocations cost the forwarder a fifth of its time in the allocator.
 #[derive(Debug)]
 pub struct SegmentReader {
     file: File,
-    buf: BytesMut,
-    /// File offset of the first byte of `buf`.
+    buf: Vec<u8>,
+    /// Unreturned data is `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// File offset of `buf[start]`.
     offset: u64,
     checked_magic: bool,
 }
@@ -86,7 +94,9 @@ impl SegmentReader {
     pub fn open(path: &Path) -> io::Result<Self> {
         Ok(Self {
             file: File::open(path)?,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
             offset: 0,
             checked_magic: false,
         })
@@ -99,31 +109,42 @@ impl SegmentReader {
 
     /// Bytes read from the file but not yet returned as a record.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.end - self.start
     }
 
-    /// Reads until `buf` holds `n` bytes; false when the file has fewer right now.
+    /// Reads until `n` unreturned bytes are buffered; false when the file has fewer right
+    /// now. Reads at least a chunk at a time, so the buffer grows past [`CHUNK`] only for
+    /// a record larger than that.
     fn fill(&mut self, n: usize) -> io::Result<bool> {
-        while self.buf.len() < n {
-            let old = self.buf.len();
-            let want = (n - old).max(CHUNK);
-            self.buf.resize(old + want, 0);
+        while self.end - self.start < n {
+            if self.start + n.max(CHUNK) > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buf.len() < n.max(CHUNK) {
+                    self.buf.resize(n.max(CHUNK), 0);
+                }
+            }
             let got = loop {
-                match self.file.read(&mut self.buf[old..]) {
+                match self.file.read(&mut self.buf[self.end..]) {
                     Ok(got) => break got,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.buf.truncate(old);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            self.buf.truncate(old + got);
             if got == 0 {
                 return Ok(false);
             }
+            self.end += got;
         }
         Ok(true)
+    }
+
+    /// Takes the next `n` buffered bytes (which `fill` made present).
+    fn take(&mut self, n: usize) -> &[u8] {
+        let s = &self.buf[self.start..self.start + n];
+        self.start += n;
+        s
     }
 
     /// The next complete, valid record, `Ok(None)` at the current end of data (including a
@@ -133,10 +154,10 @@ impl SegmentReader {
             if !self.fill(MAGIC.len())? {
                 return Ok(None);
             }
-            if &self.buf[..MAGIC.len()] != MAGIC {
+            if self.take(MAGIC.len()) != MAGIC {
+                self.start -= MAGIC.len();
                 return Err(ReadError::BadMagic);
             }
-            let _ = self.buf.split_to(MAGIC.len());
             self.offset = MAGIC.len() as u64;
             self.checked_magic = true;
         }
@@ -144,7 +165,7 @@ impl SegmentReader {
             return Ok(None);
         }
         let mut prefix = [0u8; PREFIX_LEN];
-        prefix.copy_from_slice(&self.buf[..PREFIX_LEN]);
+        prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX_LEN]);
         let total = record::total_len(&prefix).map_err(|source| ReadError::Decode {
             offset: self.offset,
             source,
@@ -152,7 +173,7 @@ impl SegmentReader {
         if !self.fill(total)? {
             return Ok(None);
         }
-        let bytes: Bytes = self.buf.split_to(total).freeze();
+        let bytes = Bytes::copy_from_slice(self.take(total));
         match record::decode(&bytes) {
             Ok((rec, n)) => {
                 self.offset += n as u64;
