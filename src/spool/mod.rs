@@ -15,6 +15,10 @@
 //!   checkpoint is past it) *and* retention allows it, or the disk budget needs the room.
 //! - The disk budget is never exceeded: an append that would exceed it fails with
 //!   [`AppendError::Full`], which the HTTP layer turns into 503 + Retry-After.
+//! - A full disk (ENOSPC below the budget) is transient too: the append fails with
+//!   [`AppendError::Io`] (also 503 + Retry-After), the failed batch is truncated away, a
+//!   segment roll that fails leaves no segment file behind and is retried by the next append,
+//!   and appends resume by themselves once there is room again, without a restart.
 //!
 //! # Layout
 //! `record.rs` the byte format; `segment.rs` files and a sequential reader; `recovery.rs`
@@ -114,6 +118,8 @@ pub(crate) struct Shared {
     oldest_seq: AtomicU64,
     total_bytes: AtomicU64,
     segments: AtomicU64,
+    /// Set when a failed write could not be undone; the writer retries the undo on each
+    /// batch and clears it once the tail is whole again.
     failed: AtomicBool,
     /// Set when the budget refused an append; cleared by the next successful one.
     full: AtomicBool,

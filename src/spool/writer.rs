@@ -12,15 +12,23 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::record::{NewRecord, Seq};
-use super::recovery::{Recovered, create_segment};
+use super::recovery::Recovered;
 use super::segment::{self, SegmentInfo};
 use super::{AppendError, Durability, Shared, SpoolConfig};
+use crate::telemetry::logging::RateLimit;
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const MAX_BATCH_RECORDS: usize = 4096;
 /// How often retention runs when the spool is idle.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// Suffix of a segment being created: it becomes `<seq>.seg` by rename only once its magic
+/// is durable, so a failed or interrupted roll never leaves a half-made segment behind.
+const NEW_SUFFIX: &str = ".new";
+/// A full disk fails every batch; one log line a second per site is enough (the counter
+/// `callhook_spool_write_errors_total` counts every failure).
+static WRITE_FAIL_LOG: RateLimit = RateLimit::new();
+static ROLL_FAIL_LOG: RateLimit = RateLimit::new();
 
 pub(crate) type Ack = oneshot::Sender<Result<Seq, AppendError>>;
 
@@ -49,6 +57,11 @@ pub(crate) struct Writer {
     pending: Vec<(NewRecord, Option<Ack>, Seq)>,
     /// Encoded size of `pending`.
     pending_bytes: u64,
+    /// A roll was needed but failed (e.g. ENOSPC creating the new segment). Until one
+    /// succeeds nothing more goes to the old tail, even a record small enough to fit: the
+    /// next segment may already exist under the name of the sequence number that record
+    /// would get, and a reader looking for that number would open the wrong segment.
+    roll_due: bool,
 }
 
 impl Writer {
@@ -66,6 +79,7 @@ impl Writer {
             .pop()
             .ok_or_else(|| io::Error::other("recovery returned no segment"))?;
         let file = OpenOptions::new().append(true).open(&tail.info.path)?;
+        remove_unfinished_segments(&cfg.dir);
         let w = Self {
             cfg,
             shared,
@@ -77,6 +91,7 @@ impl Writer {
             head: Vec::with_capacity(64 * 1024),
             pending: Vec::new(),
             pending_bytes: 0,
+            roll_due: false,
         };
         w.publish();
         Ok(w)
@@ -93,6 +108,10 @@ impl Writer {
                     return;
                 }
             };
+            if self.shared.failed.load(Ordering::Relaxed) {
+                // At most one repair attempt per batch (or idle tick).
+                self.try_repair();
+            }
             let mut shutdown = None;
             let mut bytes = 0usize;
             let mut next = first;
@@ -147,13 +166,28 @@ impl Writer {
             }
         }
         let tail_len = self.tail.len + self.pending_bytes;
-        if tail_len > segment::MAGIC.len() as u64 && tail_len + len > self.cfg.segment_bytes {
+        if self.roll_due
+            || (tail_len > segment::MAGIC.len() as u64 && tail_len + len > self.cfg.segment_bytes)
+        {
             self.commit();
+            if self.shared.failed.load(Ordering::Relaxed) {
+                // That commit failed and could not be undone: closing this tail now would
+                // leave its partial record inside a closed segment, where nothing cuts it.
+                reply(ack, Err(AppendError::Failed));
+                return;
+            }
             if let Err(e) = self.roll() {
-                tracing::error!(error = %e, "could not start a new spool segment");
+                // Typically ENOSPC: refused like a failed write (503), retried by the next
+                // append, so the spool resumes by itself once there is room again.
+                self.roll_due = true;
+                metrics::counter!("callhook_spool_write_errors_total").increment(1);
+                if ROLL_FAIL_LOG.allow(1000) {
+                    tracing::error!(error = %e, "could not start a new spool segment");
+                }
                 reply(ack, Err(AppendError::Io(e.kind())));
                 return;
             }
+            self.roll_due = false;
         }
         let seq = Seq(self.next_seq);
         self.next_seq += 1;
@@ -168,6 +202,17 @@ impl Writer {
         }
         let mut pending = std::mem::take(&mut self.pending);
         let bytes = std::mem::take(&mut self.pending_bytes);
+        if self.shared.failed.load(Ordering::Relaxed) {
+            // An earlier failed write is not undone yet (admitted in the same batch): records
+            // written behind its partial bytes would be cut by recovery though acknowledged.
+            if let Some((_, _, first)) = pending.first() {
+                self.next_seq = first.0;
+            }
+            for (_, ack, _) in pending.drain(..) {
+                reply(ack, Err(AppendError::Failed));
+            }
+            return;
+        }
         self.head.clear();
         let mut heads = Vec::with_capacity(pending.len());
         for (rec, _, seq) in &pending {
@@ -208,9 +253,12 @@ impl Writer {
             }
             Err(e) => {
                 metrics::counter!("callhook_spool_write_errors_total").increment(1);
-                tracing::error!(error = %e, records = pending.len(), "spool write or fsync failed");
+                if WRITE_FAIL_LOG.allow(1000) {
+                    tracing::error!(error = %e, records = pending.len(), "spool write or fsync failed");
+                }
                 // Undo the partial batch so the segment stays a sequence of whole records;
-                // if even that fails the spool stops taking writes rather than risk holes.
+                // if even that fails the spool stops taking writes rather than risk holes,
+                // until `try_repair` manages the undo (retried on every batch).
                 let undone = self
                     .file
                     .set_len(self.tail.len)
@@ -229,13 +277,27 @@ impl Writer {
         }
     }
 
+    /// Retries the undo of a failed write that could not be undone at the time. Once the
+    /// tail is back at its last whole record (and that is durable) appends resume; until then
+    /// they keep getting [`AppendError::Failed`].
+    fn try_repair(&mut self) {
+        let undone = self
+            .file
+            .set_len(self.tail.len)
+            .and_then(|()| self.file.sync_all());
+        if undone.is_ok() {
+            tracing::warn!("undid the failed spool write; accepting appends again");
+            self.shared.failed.store(false, Ordering::Relaxed);
+        }
+    }
+
     fn roll(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
         let info = SegmentInfo {
             first_seq: Seq(self.next_seq),
             path: segment::path_for(&self.cfg.dir, Seq(self.next_seq)),
         };
-        let file = create_segment(&self.cfg.dir, &info)?;
+        let file = create_segment_atomically(&self.cfg.dir, &info)?;
         let old = std::mem::replace(
             &mut self.tail,
             Segment {
@@ -317,6 +379,58 @@ impl Writer {
     }
 }
 
+/// Creates an empty segment (just the magic) under a temporary name, makes it durable, then
+/// renames it into place and syncs the directory. Any failure (ENOSPC writing the magic, a
+/// failed fsync) removes the temporary file and leaves no `<seq>.seg` behind that a retry
+/// would trip over (`create_new` would fail with `AlreadyExists` forever) or that recovery
+/// and readers would take for the tail. A retry renames over anything left by an earlier
+/// attempt whose final directory sync failed.
+fn create_segment_atomically(dir: &std::path::Path, seg: &SegmentInfo) -> io::Result<File> {
+    let mut tmp = seg.path.clone().into_os_string();
+    tmp.push(NEW_SUFFIX);
+    let tmp = std::path::PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let made = (|| {
+        // O_APPEND: the failed-write undo (`set_len`) relies on writes going to the end.
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .read(true)
+            .open(&tmp)?;
+        f.write_all(segment::MAGIC)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &seg.path)?;
+        Ok(f)
+    })();
+    let f = match made {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    segment::sync_dir(dir)?;
+    Ok(f)
+}
+
+/// Removes temporary segments a crash left mid-roll; they hold no records.
+fn remove_unfinished_segments(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(&format!(".seg{NEW_SUFFIX}")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {
     if let Some(ack) = ack {
         let _ = ack.send(r);
@@ -335,4 +449,106 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::spool::{AppendError, Durability, NewRecord, Seq, Spool, SpoolConfig};
+
+    fn cfg(dir: &std::path::Path) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            durability: Durability::Fsync,
+            segment_bytes: 4096,
+            disk_budget_bytes: 1 << 30,
+            retention_age: None,
+            retention_bytes: None,
+            queue_capacity: 64,
+            has_sink: false,
+        }
+    }
+
+    fn rec(body_len: usize) -> NewRecord {
+        NewRecord {
+            kind: 3,
+            is_query: false,
+            received_us: 0,
+            key: Bytes::new(),
+            app: Bytes::new(),
+            etype: Bytes::new(),
+            meta: Bytes::new(),
+            body: Bytes::from("x".repeat(body_len)),
+        }
+    }
+
+    /// A roll that fails (here: the temporary segment name is blocked by a directory, as
+    /// ENOSPC blocks the magic write on a full disk) refuses appends without leaving a
+    /// segment file, refuses even a record that would still fit the old tail, and resumes
+    /// by itself once the obstacle is gone, with dense sequence numbers across the roll.
+    #[test]
+    fn failed_roll_refuses_then_resumes_without_leaving_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = rec(60);
+        let tiny = rec(0);
+        let magic = super::segment::MAGIC.len();
+        let per_segment = (4096 - magic) / big.encoded_len();
+        let room_left = 4096 - magic - per_segment * big.encoded_len();
+        assert!(
+            room_left >= tiny.encoded_len(),
+            "the tiny record must fit the old tail for this test to mean anything"
+        );
+        let next = super::segment::path_for(dir.path(), Seq(per_segment as u64));
+        let mut blocker = next.clone().into_os_string();
+        blocker.push(super::NEW_SUFFIX);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (spool, _) = Spool::open(cfg(dir.path())).unwrap();
+            for i in 0..per_segment {
+                assert_eq!(spool.append(big.clone()).await, Ok(Seq(i as u64)));
+            }
+            std::fs::create_dir(&blocker).unwrap();
+            for r in [&big, &tiny, &big] {
+                match spool.append(r.clone()).await {
+                    Err(AppendError::Io(_)) => {}
+                    other => panic!("append during a failing roll: {other:?}"),
+                }
+            }
+            assert!(!next.exists(), "a failed roll left {}", next.display());
+            assert_eq!(spool.segments(), 1);
+            std::fs::remove_dir(&blocker).unwrap();
+            assert_eq!(
+                spool.append(tiny.clone()).await,
+                Ok(Seq(per_segment as u64))
+            );
+            assert_eq!(spool.segments(), 2);
+            spool.shutdown().await;
+        });
+        // A stray temporary segment (a crash mid-roll) is removed at the next open.
+        let stray = dir
+            .path()
+            .join(format!("{:020}.seg{}", 999, super::NEW_SUFFIX));
+        std::fs::write(&stray, b"CHSP").unwrap();
+        rt.block_on(async {
+            let (spool, again) = Spool::open(cfg(dir.path())).unwrap();
+            assert_eq!(again.next_seq, Seq(per_segment as u64 + 1));
+            assert_eq!(again.cut_bytes, 0);
+            assert!(!stray.exists(), "temporary segment left after open");
+            assert_eq!(
+                spool.append(big.clone()).await,
+                Ok(Seq(per_segment as u64 + 1))
+            );
+            spool.shutdown().await;
+        });
+        let mut reader = crate::spool::reader::SpoolReader::open(dir.path(), Seq(0));
+        let mut seqs = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            seqs.push(r.seq.0);
+        }
+        assert_eq!(seqs, (0..per_segment as u64 + 2).collect::<Vec<_>>());
+    }
 }
