@@ -7,7 +7,7 @@
 //! rule walks its chain (`ncco` → `on_invalid` → default `ncco` → default
 //! `on_invalid` → built-in talk) and the call is still answered.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use metrics::{Key, Label, Level, Metadata};
@@ -53,6 +53,8 @@ pub struct CompiledRule {
     /// `callhook_answer_rule_hits_total{rule}`, built once: the macro would
     /// allocate its label list on every call.
     hits: Key,
+    /// Its handle, resolved on the first hit (registering allocates a handle each time).
+    hits_handle: OnceLock<metrics::Counter>,
     /// `callhook_answer_ncco_invalid_total{rule}`: a substituted value was invalid.
     invalid: Key,
 }
@@ -142,7 +144,11 @@ impl AnswerPlan {
             .iter()
             .find(|r| r.matches(req))
             .unwrap_or(&self.default);
-        metrics::with_recorder(|rec| rec.register_counter(&rule.hits, &METRIC_META).increment(1));
+        rule.hits_handle
+            .get_or_init(|| {
+                metrics::with_recorder(|rec| rec.register_counter(&rule.hits, &METRIC_META))
+            })
+            .increment(1);
         rule
     }
 
@@ -177,6 +183,7 @@ impl CompiledRule {
             fallback,
             upstream,
             hits: label("callhook_answer_rule_hits_total"),
+            hits_handle: OnceLock::new(),
             invalid: label("callhook_answer_ncco_invalid_total"),
         }
     }

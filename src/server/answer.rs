@@ -49,17 +49,18 @@ pub async fn answer(state: &AppState, call: AnswerCall<'_>) -> Result<Response<B
         render(state, rule, &req, &call).await
     };
     // Recorded unawaited: the NCCO never waits on the spool. A refusal is counted.
+    let (label, recognized) = (inspection.label, inspection.recognized);
     let record = new_record(
         call.kind,
         call.is_get,
         call.received_us,
-        &inspection,
+        inspection,
         call.app,
         call.query,
         call.body,
     );
     match state.spool.append_detached(record) {
-        Ok(()) => count_accepted(call.kind, &inspection),
+        Ok(()) => count_accepted(call.kind, label, recognized),
         Err(e) => {
             let reason = IngestError::from(e).reason();
             metrics::counter!("callhook_events_rejected_total", "kind" => call.kind.as_str(), "reason" => reason)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 
 use super::answer::{self, AnswerCall};
@@ -17,6 +17,7 @@ use super::respond::{self, Body, IngestError};
 use super::routes::{self, Route};
 use super::{AppState, ops};
 use crate::spool::NewRecord;
+use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
 use crate::verify::{AppId, Capability, SignedRequest, Verdict};
 use crate::webhook::{self, Family, WebhookKind};
@@ -30,8 +31,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let in_flight = metrics::gauge!("callhook_http_requests_in_flight");
-    in_flight.increment(1.0);
+    handles::gauge_add("callhook_http_requests_in_flight", 1.0);
     let route = state.routes.resolve(req.method(), req.uri().path());
     let label = routes::label(route.as_ref().ok());
     let allowed = state.access.allows(peer.ip(), req.headers());
@@ -50,40 +50,55 @@ pub async fn handle(
         Ok(Route::Readyz) => ops::readyz(&state),
         Err(e) => reject(&state, None, e.into(), &id, peer),
     };
-    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    in_flight.decrement(1.0);
-    metrics::counter!("callhook_http_requests_total", "route" => label, "status" => respond::class(resp.status()))
-        .increment(1);
-    metrics::histogram!("callhook_http_request_duration_seconds", "route" => label)
-        .record(started.elapsed().as_secs_f64());
+    let status = respond::class(resp.status());
+    resp.headers_mut().insert(X_REQUEST_ID, id.0);
+    handles::gauge_add("callhook_http_requests_in_flight", -1.0);
+    handles::count(
+        "callhook_http_requests_total",
+        &[("route", label), ("status", status)],
+        1,
+    );
+    handles::record(
+        "callhook_http_request_duration_seconds",
+        &[("route", label)],
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 
 /// `x-request-id`: the caller's (a load balancer's) when it sent a sane one, else a
 /// process-unique counter. Returned on every response and logged with rejections, so one
 /// refused webhook can be found in the log.
-struct RequestId(String);
+/// Kept as the header value itself: echoing the caller's costs no copy, and a generated
+/// one is formatted on the stack (one allocation, the header's own).
+struct RequestId(HeaderValue);
 
-const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl RequestId {
     fn of(req: &Request<Incoming>) -> Self {
-        let given = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
-        match given {
-            Some(v) => Self(v.to_owned()),
-            None => Self(format!("ch-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))),
+        let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
+        });
+        if let Some(v) = given {
+            return Self(v.clone());
         }
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 19]; // "ch-" + up to 16 hex digits
+        buf[..3].copy_from_slice(b"ch-");
+        let digits = (64 - n.max(1).leading_zeros()).div_ceil(4) as usize;
+        for i in 0..digits {
+            buf[3 + i] = b"0123456789abcdef"[((n >> (4 * (digits - 1 - i))) & 15) as usize];
+        }
+        Self(
+            HeaderValue::from_bytes(&buf[..3 + digits]).expect("ASCII hex is a valid header value"),
+        )
     }
 
     fn as_str(&self) -> &str {
-        &self.0
+        // Only visible ASCII gets in (checked above, or generated).
+        self.0.to_str().unwrap_or("-")
     }
 }
 
@@ -152,29 +167,34 @@ async fn webhook(
     } else {
         webhook::inspect_body(kind, &body)?
     };
+    let (label, recognized) = (inspection.label, inspection.recognized);
+    let may_carry_ncco =
+        kind == WebhookKind::VoiceEvent && matches!(&inspection.etype[..], b"input" | b"notify");
     let record = new_record(
         kind,
         is_get,
         received_us,
-        &inspection,
+        inspection,
         app.as_ref(),
         query,
         &body,
     );
     state.spool.append(record).await?;
-    count_accepted(kind, &inspection);
-    if kind == WebhookKind::VoiceEvent && matches!(&inspection.etype[..], b"input" | b"notify") {
+    count_accepted(kind, label, recognized);
+    if may_carry_ncco {
         return Ok(answer::event_reply(state, call).await);
     }
     Ok(respond::accepted())
 }
 
-/// The spool record for a webhook: raw body (or query), key, type and application.
+/// The spool record for a webhook: raw body (or query), key, type and application. Takes
+/// the inspection by value: its key and type move into the record (a clone of an owned
+/// `Bytes` allocates).
 pub(super) fn new_record(
     kind: WebhookKind,
     is_get: bool,
     received_us: i64,
-    inspection: &webhook::Inspection,
+    inspection: webhook::Inspection,
     app: Option<&AppId>,
     query: &str,
     body: &Bytes,
@@ -183,12 +203,16 @@ pub(super) fn new_record(
         kind: kind.as_u8(),
         is_query: is_get,
         received_us,
-        key: inspection.key.clone(),
+        key: inspection.key,
         app: app
             .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
             .unwrap_or_default(),
-        etype: inspection.etype.clone(),
-        meta: Bytes::copy_from_slice(query.as_bytes()),
+        etype: inspection.etype,
+        meta: if query.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(query.as_bytes())
+        },
         body: if is_get { Bytes::new() } else { body.clone() },
     }
 }
@@ -234,12 +258,18 @@ fn capability(kind: WebhookKind) -> Capability {
     }
 }
 
-pub(super) fn count_accepted(kind: WebhookKind, i: &webhook::Inspection) {
-    metrics::counter!("callhook_events_accepted_total", "kind" => kind.as_str(), "type" => i.label)
-        .increment(1);
-    if !i.recognized {
-        metrics::counter!("callhook_events_unrecognized_total", "kind" => kind.as_str())
-            .increment(1);
+pub(super) fn count_accepted(kind: WebhookKind, label: &'static str, recognized: bool) {
+    handles::count(
+        "callhook_events_accepted_total",
+        &[("kind", kind.as_str()), ("type", label)],
+        1,
+    );
+    if !recognized {
+        handles::count(
+            "callhook_events_unrecognized_total",
+            &[("kind", kind.as_str())],
+            1,
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use super::record::{NewRecord, Seq};
 use super::recovery::Recovered;
 use super::segment::{self, SegmentInfo};
 use super::{AppendError, Durability, Shared, SpoolConfig};
+use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
@@ -53,7 +54,11 @@ pub(crate) struct Writer {
     file: File,
     next_seq: u64,
     total_bytes: u64,
+    /// Record headers of the batch being written, and where each ends: reused per batch.
     head: Vec<u8>,
+    head_ends: Vec<usize>,
+    /// The batch's write list, kept empty between batches for its capacity.
+    slices: Vec<IoSlice<'static>>,
     pending: Vec<(NewRecord, Option<Ack>, Seq)>,
     /// Encoded size of `pending`.
     pending_bytes: u64,
@@ -89,6 +94,8 @@ impl Writer {
             next_seq: rec.next_seq.0,
             total_bytes: rec.total_bytes,
             head: Vec::with_capacity(64 * 1024),
+            head_ends: Vec::new(),
+            slices: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
             roll_due: false,
@@ -201,6 +208,13 @@ impl Writer {
             return;
         }
         let mut pending = std::mem::take(&mut self.pending);
+        self.commit_batch(&mut pending);
+        // Every ack was sent; the emptied vector keeps its capacity for the next batch.
+        pending.clear();
+        self.pending = pending;
+    }
+
+    fn commit_batch(&mut self, pending: &mut Vec<(NewRecord, Option<Ack>, Seq)>) {
         let bytes = std::mem::take(&mut self.pending_bytes);
         if self.shared.failed.load(Ordering::Relaxed) {
             // An earlier failed write is not undone yet (admitted in the same batch): records
@@ -214,15 +228,16 @@ impl Writer {
             return;
         }
         self.head.clear();
-        let mut heads = Vec::with_capacity(pending.len());
-        for (rec, _, seq) in &pending {
-            let start = self.head.len();
+        self.head_ends.clear();
+        for (rec, _, seq) in pending.iter() {
             rec.encode_head(*seq, &mut self.head);
-            heads.push(start..self.head.len());
+            self.head_ends.push(self.head.len());
         }
-        let mut slices = Vec::with_capacity(pending.len() * 2);
-        for ((rec, _, _), range) in pending.iter().zip(&heads) {
-            slices.push(IoSlice::new(&self.head[range.clone()]));
+        let mut slices = reuse(std::mem::take(&mut self.slices));
+        let mut start = 0;
+        for ((rec, _, _), &end) in pending.iter().zip(&self.head_ends) {
+            slices.push(IoSlice::new(&self.head[start..end]));
+            start = end;
             if !rec.body.is_empty() {
                 slices.push(IoSlice::new(&rec.body));
             }
@@ -235,13 +250,19 @@ impl Writer {
                 Ok(())
             }
         });
-        drop(slices);
+        self.slices = reuse(slices);
         match result {
             Ok(()) => {
-                metrics::histogram!("callhook_spool_fsync_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("callhook_spool_fsync_batch_records")
-                    .record(pending.len() as f64);
+                handles::record(
+                    "callhook_spool_fsync_duration_seconds",
+                    &[],
+                    started.elapsed().as_secs_f64(),
+                );
+                handles::record(
+                    "callhook_spool_fsync_batch_records",
+                    &[],
+                    pending.len() as f64,
+                );
                 self.tail.len += bytes;
                 self.tail.modified = SystemTime::now();
                 self.total_bytes += bytes;
@@ -370,12 +391,14 @@ impl Writer {
             .segments
             .store(self.closed.len() as u64 + 1, Ordering::Relaxed);
         self.shared.durable_next.send_replace(self.next_seq);
-        metrics::gauge!("callhook_spool_bytes").set(self.total_bytes as f64);
-        metrics::gauge!("callhook_spool_segments").set((self.closed.len() + 1) as f64);
-        metrics::gauge!("callhook_spool_records").set((self.next_seq - oldest) as f64);
-        metrics::gauge!("callhook_spool_next_seq").set(self.next_seq as f64);
-        metrics::gauge!("callhook_spool_budget_ratio")
-            .set(self.total_bytes as f64 / self.cfg.disk_budget_bytes.max(1) as f64);
+        handles::gauge_set("callhook_spool_bytes", self.total_bytes as f64);
+        handles::gauge_set("callhook_spool_segments", (self.closed.len() + 1) as f64);
+        handles::gauge_set("callhook_spool_records", (self.next_seq - oldest) as f64);
+        handles::gauge_set("callhook_spool_next_seq", self.next_seq as f64);
+        handles::gauge_set(
+            "callhook_spool_budget_ratio",
+            self.total_bytes as f64 / self.cfg.disk_budget_bytes.max(1) as f64,
+        );
     }
 }
 
@@ -429,6 +452,13 @@ fn remove_unfinished_segments(dir: &std::path::Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// An empty vector of slices with another lifetime, reusing the allocation (collecting an
+/// emptied `into_iter` into a same-layout type is done in place).
+fn reuse<'a, 'b>(mut v: Vec<IoSlice<'a>>) -> Vec<IoSlice<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {

@@ -22,7 +22,10 @@ use super::WebhookKind;
 use super::query;
 
 /// Longest event type label kept; Vonage's are far shorter.
-const MAX_ETYPE: usize = 64;
+///
+/// Public (with the label sets below) so the fuzz targets check `inspect` against the
+/// same limits instead of a copy that could drift.
+pub const MAX_ETYPE: usize = 64;
 
 /// What callhook learned from a webhook without changing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +229,10 @@ pub fn parse_borrowed<'s>(
 ) -> Result<simd_json::BorrowedValue<'s>, BodyError> {
     scratch.clear();
     scratch.extend_from_slice(body);
-    match simd_json::to_borrowed_value(scratch) {
+    // The worker's reusable parse buffers (the value borrows only `scratch`).
+    let parsed = SCRATCH
+        .with_borrow_mut(|s| simd_json::borrowed::to_value_with_buffers(scratch, &mut s.buffers));
+    match parsed {
         Err(e) => {
             if std::str::from_utf8(body).is_err() {
                 return Err(BodyError::NotUtf8);
@@ -370,7 +376,11 @@ fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
-const VOICE_TYPES: &[&str] = &[
+/// The voice event types kept as metric labels (anything else is `other`).
+///
+/// Public, like [`MESSAGE_TYPES`] and [`RTC_FAMILIES`], so the fuzz targets check labels
+/// against these closed sets rather than a copy of them.
+pub const VOICE_TYPES: &[&str] = &[
     "started",
     "ringing",
     "answered",
@@ -393,7 +403,9 @@ const VOICE_TYPES: &[&str] = &[
     "success",
     "failure",
 ];
-const MESSAGE_TYPES: &[&str] = &[
+/// The Messages API types and statuses kept as metric labels (public for the fuzz
+/// targets).
+pub const MESSAGE_TYPES: &[&str] = &[
     "text",
     "image",
     "audio",
@@ -414,7 +426,9 @@ const MESSAGE_TYPES: &[&str] = &[
     "undeliverable",
     "read",
 ];
-const RTC_FAMILIES: &[&str] = &[
+/// The RTC event families (the part before `:`) kept as metric labels (public for the
+/// fuzz targets).
+pub const RTC_FAMILIES: &[&str] = &[
     "app",
     "leg",
     "member",
