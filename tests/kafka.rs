@@ -497,3 +497,86 @@ async fn broker_outage_keeps_2xx_and_everything_arrives_after_restart() {
         &missing[..missing.len().min(5)]
     );
 }
+
+/// At the disk budget the spool refuses (503) and /readyz says not ready; once the records
+/// reach Kafka the forwarded segments are freed and /readyz is ready again by itself, with
+/// no new event needed (a load balancer honouring /readyz would send none).
+#[tokio::test]
+async fn full_budget_frees_forwarded_segments_and_is_ready_again_without_traffic() {
+    let brokers = bootstrap();
+    let p = unique("budget");
+    let cfg = format!(
+        "max_body_bytes = 2048\n[spool]\nsegment_bytes = 8192\ndisk_budget_bytes = 32768\n{}",
+        kafka_config(&brokers, &p, "").replace("create_topics = true", "create_topics = false")
+    );
+    let gw = Gateway::start(&cfg);
+    let mut accepted = HashSet::new();
+    for i in 0..400 {
+        let body = format!(
+            r#"{{"uuid":"leg-{i}","conversation_uuid":"CON-{}","status":"started"}}"#,
+            i % 7
+        );
+        let r = gw.post("/webhooks/voice/event", body).await;
+        match r.status {
+            200 => {
+                accepted.insert(format!("leg-{i}"));
+            }
+            503 => {
+                assert_eq!(r.json()["error"], "spool_full");
+                break;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(accepted.len() > 20, "accepted only {}", accepted.len());
+    assert_eq!(
+        gw.get("/readyz").await.status,
+        503,
+        "not ready at the budget"
+    );
+
+    // The topics appear: the backlog drains, and nothing but time passes at the gateway.
+    let kcfg = callhook::config::KafkaConfig {
+        brokers: Some(brokers.clone()),
+        partitions: 3,
+        replication_factor: 1,
+        ..Default::default()
+    };
+    let topic = format!("{p}.voice.event");
+    callhook::forward::admin::create_topics(&kcfg, &[&topic, &format!("{p}.dlq")])
+        .await
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..300 {
+        let r = gw.get("/readyz").await;
+        if r.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready,
+        "still not ready: {:?}",
+        gw.get("/readyz").await.json()
+    );
+    let got = consume(&brokers, &[&topic], accepted.len(), Duration::from_secs(30));
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, accepted, "every accepted event reached Kafka");
+    // And it takes events again.
+    let r = gw
+        .post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"after","conversation_uuid":"CON-x","status":"started"}"#.to_owned(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}

@@ -140,7 +140,10 @@ impl Writer {
             }
             self.commit();
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
-                self.housekeeping(false);
+                // While the budget refuses appends, free forwarded segments without waiting
+                // for an append: behind a load balancer that honours /readyz no append
+                // comes until the spool is writable again.
+                self.housekeeping(self.shared.full.load(Ordering::Relaxed));
                 last_housekeeping = Instant::now();
             }
             if let Some(done) = shutdown {
@@ -374,6 +377,11 @@ impl Writer {
         if removed {
             let _ = segment::sync_dir(&self.cfg.dir);
             self.publish();
+        }
+        // Ready again once there is room (1% of the budget), not only after the next
+        // successful append, which a load balancer honouring /readyz would never send.
+        if self.total_bytes + self.cfg.disk_budget_bytes / 100 <= self.cfg.disk_budget_bytes {
+            self.shared.full.store(false, Ordering::Relaxed);
         }
     }
 
