@@ -7,9 +7,16 @@
 # latency percentiles, errors and the callhook/ceiling ratio for: answer (GET with query),
 # voice event (POST JSON), messages inbound and a mixed burst, for callhook with durability
 # fsync, durability os, and (voice event) signatures on. Then the answer path's latency at a
-# fixed rate (half of the measured max) while events stream, and RSS idle / after load.
+# fixed rate (half of the measured max), alone and while events stream at a quarter of
+# theirs, and RSS idle / after load / with many idle keep-alive connections.
 #
-#   bash benches/load/run.sh            # DURATION=10 CONNS=64
+#   bash benches/load/run.sh            # DURATION=10 CONNS=64 IDLE_CONNS=10000
+#   BASELINE_BIN=/path/to/older/callhook bash benches/load/run.sh
+#       adds rows for an older build (fsync and os, answer and voice event) in the same run,
+#       for before/after comparisons of a change
+#
+# Also measures RSS with IDLE_CONNS idle keep-alive connections (benches/load/idle.py opens
+# them, one request each, and holds them) on a fresh callhook.
 # Needs nginx, wrk and hey (Debian packages; installed when missing, as root). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -104,7 +111,7 @@ start_callhook() { # name durability extra-toml -> port
     printf '[server]\nlisten = "127.0.0.1:%s"\n[spool]\ndurability = "%s"\nretention_bytes = 1073741824\n[log]\nlevel = "warn"\n%s\n' "$port" "$2" "$3"
     sed -n '/^\[answer.default\]/,/^# -----/p' deploy/config/callhook.toml | grep -v '^# ---'
   } > "$WORK/$1.toml"
-  $PIN_SERVER "$BIN" serve --config "$WORK/$1.toml" --data-dir "$WORK/$1-data" > "$WORK/$1.out" 2> "$WORK/$1.err" &
+  $PIN_SERVER "${SERVE_BIN:-$BIN}" serve --config "$WORK/$1.toml" --data-dir "$WORK/$1-data" > "$WORK/$1.out" 2> "$WORK/$1.err" &
   echo $! > "$WORK/$1.pid"
   for _ in $(seq 1 100); do grep -q listening "$WORK/$1.out" 2>/dev/null && break; sleep 0.1; done
   grep -q listening "$WORK/$1.out" || { cat "$WORK/$1.err" >&2; exit 1; }
@@ -170,6 +177,11 @@ FSYNC=$(start_callhook fsync fsync "")
 OS=$(start_callhook os os "")
 SIGNED=$(start_callhook signed fsync "$SIGNED_CFG")
 IDLE_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  [ -x "$BASELINE_BIN" ] || { log "BASELINE_BIN=$BASELINE_BIN is not an executable"; exit 1; }
+  BFSYNC=$(SERVE_BIN=$BASELINE_BIN start_callhook bfsync fsync "")
+  BOS=$(SERVE_BIN=$BASELINE_BIN start_callhook bos os "")
+fi
 log "nginx :$NGINX, callhook fsync :$FSYNC, os :$OS, signed :$SIGNED; ${DURATION}s per cell, $CONNS connections"
 
 declare -A R
@@ -177,20 +189,53 @@ for w in answer event inbound mixed; do
   R[nginx,$w]=$(run_wrk "$NGINX" "$WORK/$w.lua")
   R[fsync,$w]=$(run_wrk "$FSYNC" "$WORK/$w.lua")
   R[os,$w]=$(run_wrk "$OS" "$WORK/$w.lua")
+  if [ -n "${BASELINE_BIN:-}" ] && [ "$w" != inbound ]; then
+    R[bfsync,$w]=$(run_wrk "$BFSYNC" "$WORK/$w.lua")
+    R[bos,$w]=$(run_wrk "$BOS" "$WORK/$w.lua")
+  fi
   log "$w done"
 done
 R[signed,event]=$(run_wrk "$SIGNED" "$WORK/event-signed.lua")
 LOAD_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
 
-# Answer latency at a fixed rate (half of the measured max) while events stream.
+# Answer latency at a fixed rate (half of the measured max), alone and while events stream
+# at a fixed quarter of their measured max. Both generators are rate-limited (hey -q): a
+# generator running flat out would saturate the client core and its own scheduling delay
+# would show up as server latency.
 MAX_ANSWER=$(echo "${R[fsync,answer]}" | cut -d' ' -f1)
 HALF=$((MAX_ANSWER / 2))
-$PIN_CLIENT wrk -t1 -c8 -d"$((DURATION + 2))s" -s "$WORK/event.lua" "http://127.0.0.1:$FSYNC" > /dev/null 2>&1 &
+QUARTER_EVENTS=$(( $(echo "${R[fsync,event]}" | cut -d' ' -f1) / 4 ))
+answer_at_half() {
+  $PIN_CLIENT hey -z "${DURATION}s" -c 16 -q $((HALF / 16 > 0 ? HALF / 16 : 1)) \
+    "http://127.0.0.1:$FSYNC/webhooks/voice/answer?$ANSWER_Q" 2>&1 | awk '/ 50% in| 99% in/ {printf "p%s %.3f ms  ", $1, $3 * 1000}'
+}
+ALONE=$(answer_at_half)
+$PIN_CLIENT hey -z "$((DURATION + 2))s" -c 8 -q $((QUARTER_EVENTS / 8 > 0 ? QUARTER_EVENTS / 8 : 1)) \
+  -m POST -T application/json -d "$EVENT" "http://127.0.0.1:$FSYNC/webhooks/voice/event" > /dev/null 2>&1 &
 STREAM=$!
 sleep 1
-FIXED=$($PIN_CLIENT hey -z "${DURATION}s" -c 16 -q $((HALF / 16 > 0 ? HALF / 16 : 1)) \
-  "http://127.0.0.1:$FSYNC/webhooks/voice/answer?$ANSWER_Q" 2>&1 | awk '/ 50% in| 99% in/ {printf "p%s %.3f ms  ", $1, $3 * 1000}')
+FIXED=$(answer_at_half)
 wait "$STREAM" || true
+
+# RSS with many idle keep-alive connections, on a fresh callhook. The header read timeout
+# (5 s by default) also closes idle keep-alive connections; it is raised here so all of
+# them stay open while they are being opened and sampled.
+IDLE_CONNS=${IDLE_CONNS:-10000}
+MANY=$(CALLHOOK_SERVER__HEADER_READ_TIMEOUT_MS=60000 start_callhook many fsync "")
+MANY_PID=$(cat "$WORK/many.pid")
+MANY0=$(rss_kb "$MANY_PID")
+mkfifo "$WORK/idle.in"
+python3 benches/load/idle.py "$MANY" "$IDLE_CONNS" < "$WORK/idle.in" > "$WORK/idle.out" 2>&1 &
+IDLE_PY=$!
+exec 7>"$WORK/idle.in"
+for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/idle.out" && break; sleep 0.1; done
+grep -q '^ready' "$WORK/idle.out" || { log "idle connections did not open: $(cat "$WORK/idle.out")"; exit 1; }
+sleep 2 # idle a moment before sampling
+MANY1=$(rss_kb "$MANY_PID")
+echo >&7
+exec 7>&-
+wait "$IDLE_PY" || true
+IDLE_RESULT=$(tr '\n' ' ' < "$WORK/idle.out")
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo
@@ -200,15 +245,17 @@ echo "| workload | server | req/s | p50 ms | p99 ms | p99.9 ms | errors | vs ngi
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for w in answer event inbound mixed; do
   base=$(echo "${R[nginx,$w]}" | cut -d' ' -f1)
-  for s in nginx fsync os signed; do
+  for s in nginx fsync os signed bfsync bos; do
     v=${R[$s,$w]:-}
     [ -z "$v" ] && continue
     read -r rps p50 p99 p999 err <<<"$v"
     ratio=$(python3 -c "print(f'{$rps/$base:.2f}')")
-    case $s in nginx) name="nginx (ceiling)" ;; fsync) name="callhook, fsync" ;; os) name="callhook, os" ;; signed) name="callhook, fsync + signatures" ;; esac
+    case $s in nginx) name="nginx (ceiling)" ;; fsync) name="callhook, fsync" ;; os) name="callhook, os" ;; signed) name="callhook, fsync + signatures" ;; bfsync) name="baseline build, fsync" ;; bos) name="baseline build, os" ;; esac
     echo "| $w | $name | $rps | $p50 | $p99 | $p999 | $err | $ratio |"
   done
 done
 echo
-echo "answer at a fixed ${HALF} req/s (half of max) while events stream: $FIXED"
+echo "answer at a fixed ${HALF} req/s (half of max), alone: $ALONE"
+echo "answer at a fixed ${HALF} req/s while voice events stream at ${QUARTER_EVENTS} req/s (a quarter of max): $FIXED"
 echo "RSS of callhook (fsync): idle ${IDLE_RSS} kB, after the load ${LOAD_RSS} kB"
+echo "RSS of a fresh callhook: ${MANY0} kB, with ${IDLE_CONNS} idle keep-alive connections ${MANY1} kB (${IDLE_RESULT% })"
