@@ -287,6 +287,23 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every few seconds. The exporter keeps each
+/// sample until a scrape (or this upkeep) drains it: without it a callhook nobody scrapes
+/// grew by 8 bytes per request per histogram (15 MB per 660k requests, measured).
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 fn describe() {
     for (name, kind, unit, help) in CATALOGUE {
         match (kind, unit) {
