@@ -6,16 +6,21 @@
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Environment:
+#   SANITIZER=none  build without AddressSanitizer, in target/nosan (what tests/run-all.sh
+#                   runs: a third less build CPU, 4-14x the execs; panics, debug
+#                   assertions and overflow checks still crash). Default: address, target/
 #   STRICT=1        known-open findings (fuzz/known-open.txt) fail the run too
 #   KEEP_CORPUS=1   keep the working corpora (path printed at the end)
 #   JOBS=N          libFuzzer -fork=N per target (default: no fork, one process)
 #   FUZZ_ARGS="..." extra libFuzzer flags for the fuzzing step
 #
 # Exit status: 0 when nothing new crashed; 1 when a target crashed (artifact paths are
-# printed) or a regression input failed; 2 when the toolchain is missing.
+# printed) or a regression input failed; 2 when the toolchain is missing (after trying to
+# install it) or the build failed.
 set -uo pipefail
 
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+T_START=$(date +%s)
 cd "$FUZZ_DIR"
 
 SECS="${1:-30}"
@@ -28,10 +33,15 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 
 # --- toolchain -------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found (install rustup)"
-cargo +nightly --version >/dev/null 2>&1 \
-  || die "no nightly toolchain: rustup toolchain install nightly (cargo-fuzz needs it)"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  command -v rustup >/dev/null || die "no nightly toolchain and no rustup to install it"
+  echo "run.sh: no nightly toolchain (cargo-fuzz needs it); installing it" >&2
+  rustup toolchain install nightly --profile minimal >&2 \
+    || die "rustup toolchain install nightly failed"
+  cargo +nightly --version >/dev/null 2>&1 || die "nightly toolchain still not usable"
+fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  echo "run.sh: cargo-fuzz missing; installing it from crates.io (about 1.5 minutes)" >&2
+  echo "run.sh: cargo-fuzz missing; installing it from crates.io (about 70 s)" >&2
   cargo install cargo-fuzz --locked >&2 || die "cargo install cargo-fuzz failed"
   cargo +nightly fuzz --version >/dev/null 2>&1 || die "cargo-fuzz still not usable"
 fi
@@ -41,19 +51,36 @@ if (( $# > 0 )); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 # --- build -------------------------------------------------------------------------------
 # -O: optimised; -a: debug assertions and overflow checks on (arithmetic overflow is a
-# finding). The C dependencies get AddressSanitizer from the cc crate, which breaks
-# librdkafka's configure link checks unless the link also has it: hence LDFLAGS.
+# finding). All targets in one cargo invocation, so callhook is compiled once.
+# The C libraries (librdkafka, zstd, ring's C) are linked but never fuzzed: CFLAGS=-O0
+# keeps them from dominating a cold build (user CFLAGS come after and win).
 # (Exported for the whole script: `cargo fuzz run` re-checks the build with the same env.)
-export LDFLAGS="-fsanitize=address${LDFLAGS:+ $LDFLAGS}"
-BUILD=(cargo +nightly fuzz build -O -a)
-echo "== build: LDFLAGS=$LDFLAGS ${BUILD[*]}"
+export CFLAGS="-O0 -g0${CFLAGS:+ $CFLAGS}"
+SANITIZER="${SANITIZER:-address}"
+HOST="$(rustc +nightly -vV | sed -n 's/^host: //p')"
+case "$SANITIZER" in
+  address)
+    # The C dependencies get AddressSanitizer from the cc crate, which breaks librdkafka's
+    # configure link checks unless the link also has it: hence LDFLAGS.
+    export LDFLAGS="-fsanitize=address${LDFLAGS:+ $LDFLAGS}"
+    FLAGS=(-O -a)
+    TARGET_DIR="$FUZZ_DIR/target"
+    ;;
+  none)
+    # Its own target dir, so switching between this and the ASan build rebuilds nothing.
+    FLAGS=(-O -a -s none --target-dir target/nosan)
+    TARGET_DIR="$FUZZ_DIR/target/nosan"
+    ;;
+  *) die "SANITIZER must be address or none (got '$SANITIZER')" ;;
+esac
+BUILD=(cargo +nightly fuzz build "${FLAGS[@]}")
+echo "== build: CFLAGS=$CFLAGS${LDFLAGS:+ LDFLAGS=$LDFLAGS} ${BUILD[*]}"
 start=$(date +%s)
 "${BUILD[@]}" || die "build failed"
 echo "== built in $(( $(date +%s) - start ))s"
 # Run the binaries just built rather than `cargo fuzz run`, which would rebuild when src/
 # changes under a long run (other people edit it) and so test a different callhook.
-HOST="$(rustc +nightly -vV | sed -n 's/^host: //p')"
-BIN="$FUZZ_DIR/target/$HOST/release"
+BIN="$TARGET_DIR/$HOST/release"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 for t in "${TARGETS[@]}"; do
   [[ -x "$BIN/$t" ]] || die "no such target: $t (have: ${ALL_TARGETS[*]})"
@@ -64,12 +91,17 @@ done
 KNOWN_OPEN="$(grep -v '^\s*#' known-open.txt 2>/dev/null | awk '{print $1}' | grep . | paste -sd, -)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/callhook-fuzz.XXXXXX")"
-export CALLHOOK_FUZZ_SCRATCH="$WORK/scratch"
-mkdir -p "$CALLHOOK_FUZZ_SCRATCH"
+# The spool targets write and fsync files: on tmpfs when there is one (about 40x the execs
+# of segment_reader on this machine's disk).
+scratch_base="${TMPDIR:-/tmp}"
+[[ -d /dev/shm && -w /dev/shm ]] && scratch_base=/dev/shm
+CALLHOOK_FUZZ_SCRATCH="$(mktemp -d "$scratch_base/callhook-fuzz-scratch.XXXXXX")" \
+  || die "cannot create a scratch dir in $scratch_base"
+export CALLHOOK_FUZZ_SCRATCH
 cleanup() {
+  rm -rf "$CALLHOOK_FUZZ_SCRATCH"
   if [[ "${KEEP_CORPUS:-0}" == 1 ]]; then
     echo "working corpora kept in $WORK/corpus" >&2
-    rm -rf "$CALLHOOK_FUZZ_SCRATCH"
   else
     rm -rf "$WORK"
   fi
@@ -143,8 +175,8 @@ for t in "${TARGETS[@]}"; do
     echo "   CRASH in $t (exit $rc); log: $log"
     grep -m1 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer|SUMMARY" "$log" -A2 | sed 's/^/     /'
     for a in $new; do echo "   artifact: $artifacts/$a"; done
-    echo "   reproduce: cd fuzz && cargo +nightly fuzz run -O -a $t <artifact>"
-    echo "   minimize:  cd fuzz && cargo +nightly fuzz run -O -a $t <artifact> -- -minimize_crash=1 -runs=10000"
+    echo "   reproduce: $BIN/$t <artifact>   (or: cd fuzz && cargo +nightly fuzz run ${FLAGS[*]} $t <artifact>)"
+    echo "   minimize:  $BIN/$t -minimize_crash=1 -max_total_time=60 -exact_artifact_path=<out> <artifact>"
     failures+=("$t")
     RESULT[$t]="CRASH execs=${execs:-?} exec/s=${eps:-?}"
     [[ "${KEEP_CORPUS:-0}" == 1 ]] || cp "$log" "$artifacts/last-crash.log"
@@ -155,7 +187,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "== summary (${SECS}s per target)"
+echo "== summary (${SECS}s per target, sanitizer $SANITIZER; $(( $(date +%s) - T_START ))s in all)"
 for t in "${TARGETS[@]}"; do printf '   %-16s %s\n' "$t" "${RESULT[$t]:-not run}"; done
 if (( ${#known_failures[@]} )); then
   echo "   known open findings still reproduce: ${#known_failures[@]} (see fuzz/known-open.txt)"

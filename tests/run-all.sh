@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need, starts a local
-# Kafka-protocol broker, runs formatting and lint checks, every test, and builds the benches.
+# Kafka-protocol broker, runs formatting and lint checks, every test, builds the benches,
+# and fuzzes every fuzz target briefly.
 # Fails (non-zero) when anything it needs is missing; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +31,10 @@ export KAFKA_BOOTSTRAP
 trap 'deploy/local/kafka-local.sh stop "$PORT"' EXIT
 cargo test --locked --all-targets
 log "all tests passed after $((SECONDS - t0)) s"
+
+# 4. A short bounded fuzz run (fuzz/README.md): every target built once (nightly; installs
+#    cargo-fuzz if missing) without ASan, the committed regression inputs replayed, then
+#    30 s of fuzzing per target. Any crash, failing regression input (known-open ones
+#    too) or missing tool fails the suite. The long ASan run is `fuzz/run.sh 600`.
+SANITIZER=none STRICT=1 fuzz/run.sh 30
+log "fuzzing done after $((SECONDS - t0)) s"

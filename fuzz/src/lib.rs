@@ -8,6 +8,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
+// The closed label sets and the event type limit are callhook's own (public for this
+// crate), not copies: the check is that labels stay inside them.
+use callhook::webhook::inspect::{MAX_ETYPE, MESSAGE_TYPES, RTC_FAMILIES, VOICE_TYPES};
 use callhook::webhook::{Inspection, WebhookKind};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -31,69 +34,6 @@ pub fn known_open(id: &str) -> bool {
     .any(|k| k == id)
 }
 
-/// Labels `Inspection::label` may take (the closed sets of `webhook/inspect.rs`).
-const VOICE_LABELS: &[&str] = &[
-    "started",
-    "ringing",
-    "answered",
-    "busy",
-    "cancelled",
-    "unanswered",
-    "rejected",
-    "failed",
-    "timeout",
-    "disconnected",
-    "human",
-    "machine",
-    "completed",
-    "input",
-    "record",
-    "transfer",
-    "notify",
-    "error",
-    "transcribed",
-    "success",
-    "failure",
-];
-const MESSAGE_LABELS: &[&str] = &[
-    "text",
-    "image",
-    "audio",
-    "video",
-    "file",
-    "vcard",
-    "location",
-    "sticker",
-    "reaction",
-    "reply",
-    "button",
-    "order",
-    "contact",
-    "unsupported",
-    "submitted",
-    "delivered",
-    "rejected",
-    "undeliverable",
-    "read",
-];
-const RTC_LABELS: &[&str] = &[
-    "app",
-    "leg",
-    "member",
-    "conversation",
-    "audio",
-    "rtc",
-    "sip",
-    "text",
-    "image",
-    "message",
-    "custom",
-    "ephemeral",
-];
-
-/// Longest event type kept by `inspect`.
-pub const MAX_ETYPE: usize = 64;
-
 /// Invariants every [`Inspection`] must satisfy, whatever the input.
 pub fn check_inspection(kind: WebhookKind, ins: &Inspection) {
     let etype = std::str::from_utf8(&ins.etype).expect("etype is not UTF-8");
@@ -115,9 +55,9 @@ pub fn check_inspection(kind: WebhookKind, ins: &Inspection) {
             assert_eq!(etype, "fallback");
             &[]
         }
-        WebhookKind::VoiceEvent => VOICE_LABELS,
-        WebhookKind::MessagesInbound | WebhookKind::MessagesStatus => MESSAGE_LABELS,
-        WebhookKind::RtcEvent => RTC_LABELS,
+        WebhookKind::VoiceEvent => VOICE_TYPES,
+        WebhookKind::MessagesInbound | WebhookKind::MessagesStatus => MESSAGE_TYPES,
+        WebhookKind::RtcEvent => RTC_FAMILIES,
     };
     if !set.is_empty() {
         if etype.is_empty() {

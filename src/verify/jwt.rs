@@ -116,7 +116,8 @@ pub fn check_header(encoded: &[u8]) -> Result<(), SignatureError> {
     let n = B64
         .decode_slice(encoded, &mut buf)
         .map_err(|_| SignatureError::MalformedToken("header is not base64url"))?;
-    if !is_object(&buf[..n]) {
+    // serde skips ignored fields without checking UTF-8: check it here (RFC 7519 §7.2).
+    if !is_object(&buf[..n]) || std::str::from_utf8(&buf[..n]).is_err() {
         return Err(SignatureError::MalformedToken(
             "header is not a JSON object",
         ));
@@ -261,6 +262,10 @@ impl<'a> Claims<'a> {
             return Err(SignatureError::MalformedToken(
                 "claims are not a JSON object",
             ));
+        }
+        // serde skips unknown claims without checking UTF-8: check it here (RFC 7519 §7.2).
+        if std::str::from_utf8(json).is_err() {
+            return Err(SignatureError::MalformedToken("claims are not UTF-8"));
         }
         serde_json::from_slice(json)
             .map_err(|_| SignatureError::MalformedToken("claims are not valid JSON"))

@@ -332,3 +332,45 @@ fn display_never_leaks_token_or_secret() {
     assert!(!dbg.contains(&tok[..20]));
     assert!(!format!("{v:?}").contains(NEW_SECRET));
 }
+
+/// A correctly signed token with invalid UTF-8 in a field callhook ignores is still not a
+/// JWT (RFC 7519 §7.2): refused as malformed, not accepted or misreported (fuzz finding).
+#[test]
+fn signed_token_with_invalid_utf8_in_ignored_fields_is_malformed() {
+    let v = verifier(&[app_a()]);
+    let sign = |header: &[u8], claims: &[u8]| {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(NEW_SECRET.as_bytes()).unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    };
+    let good = claims("u8", b"{}").to_string();
+    let mut bad_claims = good.trim_end_matches('}').as_bytes().to_vec();
+    bad_claims.extend_from_slice(b",\"extra\":\"\xe5d\"}");
+    let header = br#"{"alg":"HS256","typ":"JWT"}"#;
+    assert_eq!(
+        reject(&v, &bearer(&sign(header, good.as_bytes())), b"{}"),
+        accepted(APP_A),
+        "the same construction with valid UTF-8 is accepted"
+    );
+    for tok in [
+        sign(header, &bad_claims),
+        sign(
+            b"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"\xe5d\"}",
+            good.as_bytes(),
+        ),
+    ] {
+        let got = reject(&v, &bearer(&tok), b"{}");
+        assert!(
+            matches!(got, Verdict::Reject(SignatureError::MalformedToken(_))),
+            "{got:?}"
+        );
+    }
+}
