@@ -31,6 +31,18 @@ dlq = "{p}.dlq"
     )
 }
 
+/// The `uuid` of every consumed voice event, in consumption order.
+fn uuids(got: &[Got]) -> Vec<String> {
+    got.iter()
+        .map(|g| {
+            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 async fn wait_ready(gw: &Gateway) {
     for _ in 0..200 {
         let r = gw.get("/readyz").await;
@@ -332,15 +344,7 @@ async fn sigkill_while_forwarding_loses_nothing() {
     })
     .await
     .unwrap();
-    let ids: Vec<String> = got
-        .iter()
-        .map(|g| {
-            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids = uuids(&got);
     let unique_ids: HashSet<_> = ids.iter().cloned().collect();
     let missing: Vec<_> = acked.difference(&unique_ids).collect();
     eprintln!(
@@ -473,15 +477,7 @@ async fn broker_outage_keeps_2xx_and_everything_arrives_after_restart() {
     })
     .await
     .unwrap();
-    let ids: Vec<String> = got
-        .iter()
-        .map(|g| {
-            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids = uuids(&got);
     let unique_ids: HashSet<_> = ids.iter().cloned().collect();
     let missing: Vec<_> = sent.iter().filter(|s| !unique_ids.contains(*s)).collect();
     eprintln!(
@@ -561,15 +557,7 @@ async fn full_budget_frees_forwarded_segments_and_is_ready_again_without_traffic
         gw.get("/readyz").await.json()
     );
     let got = consume(&brokers, &[&topic], accepted.len(), Duration::from_secs(30));
-    let ids: HashSet<String> = got
-        .iter()
-        .map(|g| {
-            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids: HashSet<String> = uuids(&got).into_iter().collect();
     assert_eq!(ids, accepted, "every accepted event reached Kafka");
     // And it takes events again.
     let r = gw
