@@ -78,16 +78,7 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
         }
     }
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
-    let lines = tail_lines(&data, &[]);
-    let spooled: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["uuid"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let spooled = spooled_uuids(&data);
     let unique: HashSet<String> = spooled.iter().cloned().collect();
     let missing = acked.difference(&unique).count();
     eprintln!(

@@ -14,18 +14,6 @@ fn event(i: usize) -> String {
     )
 }
 
-fn uuids(data: &std::path::Path) -> Vec<String> {
-    tail_lines(data, &[])
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["uuid"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn restart_keeps_everything_and_sequence_continues() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,7 +59,7 @@ async fn torn_final_record_is_cut_and_every_complete_record_recovered() {
         .set_len(len - 30)
         .unwrap();
     let mut gw = Gateway::start_in(&data, "", &[]);
-    let got = uuids(&data);
+    let got = spooled_uuids(&data);
     assert_eq!(got, (0..19).map(|i| format!("leg-{i}")).collect::<Vec<_>>());
     assert_eq!(
         gw.post("/webhooks/voice/event", event(100)).await.status,
@@ -118,7 +106,7 @@ async fn disk_budget_reached_gives_503_with_retry_after_and_keeps_accepted() {
         "accepted {} refused {refused}",
         accepted.len()
     );
-    assert_eq!(uuids(&gw.data), accepted);
+    assert_eq!(spooled_uuids(&gw.data), accepted);
     let r = gw.get("/readyz").await;
     assert_eq!(r.status, 503, "not ready while the spool is full");
     let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
@@ -177,7 +165,7 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
         acked.extend(t.await.unwrap());
     }
     assert!(acked.len() > 20, "load ran: {}", acked.len());
-    let spooled: HashSet<String> = uuids(&data).into_iter().collect();
+    let spooled: HashSet<String> = spooled_uuids(&data).into_iter().collect();
     let missing: Vec<_> = acked.difference(&spooled).collect();
     assert!(
         missing.is_empty(),

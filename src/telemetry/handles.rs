@@ -68,19 +68,19 @@ pub fn record(name: &'static str, labels: Labels<'_>, value: f64) {
 
 /// Adds `delta` (may be negative) to the unlabelled gauge `name`.
 pub fn gauge_add(name: &'static str, delta: f64) {
-    GAUGES.with_borrow_mut(|m| {
-        m.entry(slot(name, &[]))
-            .or_insert_with(|| metrics::with_recorder(|r| r.register_gauge(&key(name, &[]), &META)))
-            .increment(delta);
-    });
+    with_gauge(name, |g| g.increment(delta));
 }
 
 /// Sets the unlabelled gauge `name`.
 pub fn gauge_set(name: &'static str, value: f64) {
+    with_gauge(name, |g| g.set(value));
+}
+
+fn with_gauge(name: &'static str, f: impl FnOnce(&Gauge)) {
     GAUGES.with_borrow_mut(|m| {
-        m.entry(slot(name, &[]))
-            .or_insert_with(|| metrics::with_recorder(|r| r.register_gauge(&key(name, &[]), &META)))
-            .set(value);
+        f(m.entry(slot(name, &[])).or_insert_with(|| {
+            metrics::with_recorder(|r| r.register_gauge(&key(name, &[]), &META))
+        }));
     });
 }
 

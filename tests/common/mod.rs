@@ -256,6 +256,19 @@ pub fn tail_lines(data: &Path, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The `uuid` of every spooled record's body, in spool order (`callhook tail`).
+pub fn spooled_uuids(data: &Path) -> Vec<String> {
+    tail_lines(data, &[])
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn unsafe_kill(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
