@@ -8,6 +8,7 @@
 #   kafka-local.sh start [PORT]          start on 127.0.0.1:PORT (default 19092), wait until it answers, print HOST:PORT on stdout
 #   kafka-local.sh topics T1[:N] T2 ...  create topics (N partitions, default 3). tansu never auto-creates topics
 #   kafka-local.sh stop [PORT]           stop the broker that `start` started on PORT (only that pid)
+#   kafka-local.sh kill [PORT]           the same, but SIGKILL at once: a crashed broker, not a graceful stop
 #
 # Environment:
 #   KAFKA_LOCAL_PORT     port used when none is given (default 19092)
@@ -21,6 +22,9 @@
 # Known limits of tansu 0.6.0 (see README.md, "Kafka locally"):
 #   memory: ListOffsets(latest) is wrong, so avoid auto.offset.reset=latest and watermark or lag checks.
 #   sqlite: fetch slows down badly beyond about 10k messages per partition.
+#   sqlite: during its graceful-stop window tansu still answers Produce, with errors, so librdkafka's
+#     idempotent producer bumps its epoch locally; the restarted tansu then panics on that epoch
+#     ("more or less than one row") and stays broken. Outage tests use `kill`, which avoids the window.
 #   Debian's kcat (librdkafka 2.0.2) cannot parse tansu's ApiVersions reply; use librdkafka >= 2.12.
 set -euo pipefail
 
@@ -87,11 +91,11 @@ cmd_start() {
   # ready = the port accepts connections and a real Kafka request (Metadata via `tansu topic list`) succeeds
   until port_open "$port" && timeout 5 "$BIN" topic list --broker "tcp://127.0.0.1:$port" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$dir/broker.log" >&2 || true; cmd_stop "$port" 2>/dev/null || true
+      tail -n 20 "$dir/broker.log" >&2 || true; cmd_stop TERM "$port" 2>/dev/null || true
       die "broker exited during startup (log: $dir/broker.log)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 20 "$dir/broker.log" >&2 || true; cmd_stop "$port"; die "broker not ready on 127.0.0.1:$port after ${KAFKA_LOCAL_WAIT:-30} s"
+      tail -n 20 "$dir/broker.log" >&2 || true; cmd_stop TERM "$port"; die "broker not ready on 127.0.0.1:$port after ${KAFKA_LOCAL_WAIT:-30} s"
     fi
     sleep 0.2
   done
@@ -99,13 +103,13 @@ cmd_start() {
   echo "127.0.0.1:$port"
 }
 
-cmd_stop() {
-  local port=${1:-${KAFKA_LOCAL_PORT:-19092}} dir pid
+cmd_stop() { # [SIGNAL] [PORT]
+  local sig=$1 port=${2:-${KAFKA_LOCAL_PORT:-19092}} dir pid
   dir="$STATE/$port"; pid=$(cat "$dir/pid" 2>/dev/null || true)
   if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-$sig" "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
-    if alive "$pid"; then log "pid $pid ignored SIGTERM for 10 s, sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+    if alive "$pid"; then log "pid $pid ignored SIG$sig for 10 s, sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
     for _ in $(seq 1 25); do alive "$pid" || break; sleep 0.2; done
     alive "$pid" && die "could not stop pid $pid"
     log "stopped pid $pid (port $port)"
@@ -135,7 +139,8 @@ cmd_topics() {
 case ${1:-} in
   install) cmd_install ;;
   start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
+  stop) shift; cmd_stop TERM "$@" ;;
+  kill) shift; cmd_stop KILL "$@" ;;
   topics) shift; cmd_topics "$@" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac
