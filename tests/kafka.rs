@@ -164,6 +164,52 @@ async fn every_fixture_reaches_its_topic_byte_identical_with_key_and_cloudevents
     );
 }
 
+/// The Java client's default partition for a key: murmur2 (Kafka's `Utils.murmur2`),
+/// made positive, modulo the partition count. Written from Kafka's definition, as a
+/// reference independent of librdkafka.
+fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (i, &b) in rest.iter().enumerate().rev() {
+            h ^= u32::from(b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    (h & 0x7fff_ffff) as i32 % partitions
+}
+
+#[test]
+fn java_partition_matches_kafkas_murmur2_vectors() {
+    // Kafka's UtilsTest vectors: murmur2(input) as a signed 32-bit value.
+    for (input, want) in [
+        (&b"21"[..], -973_932_308_i32),
+        (b"foobar", -790_332_482),
+        (b"a-little-bit-long-string", -985_981_536),
+        (b"a-little-bit-longer-string", -1_486_304_829),
+        (b"abc", 479_470_107),
+    ] {
+        let positive = want & 0x7fff_ffff;
+        assert_eq!(
+            java_partition(input, i32::MAX),
+            positive % i32::MAX,
+            "{input:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn seed_call_events_stay_in_order_in_one_partition() {
     let brokers = bootstrap();
@@ -195,6 +241,11 @@ async fn seed_call_events_stay_in_order_in_one_partition() {
             .entry(g.key.clone().unwrap())
             .or_insert((g.partition, Vec::new()));
         assert_eq!(e.0, g.partition, "a call's events share one partition");
+        assert_eq!(
+            g.partition,
+            java_partition(g.key.as_deref().unwrap(), 3),
+            "the partition a Java producer would choose for this key"
+        );
         e.1.push(v["n"].as_i64().unwrap());
     }
     assert_eq!(per_call.len(), 30);

@@ -72,7 +72,10 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         (cfg.max_in_flight + 1000).max(100_000).to_string(),
     )
     .set("queue.buffering.max.kbytes", "1048576")
-    .set("batch.num.messages", "10000");
+    .set("batch.num.messages", "10000")
+    // The Java client's key hashing, so a key lands where a Java producer would put it
+    // (librdkafka's default, CRC32-based, differs and is slower). Overridable.
+    .set("partitioner", "murmur2_random");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
