@@ -30,6 +30,9 @@
 //! batch: one vectored `write` (record headers from one buffer, bodies from their own
 //! `Bytes`, no copy) and one `fdatasync` for the whole batch. Under load batches grow and
 //! fsyncs per record fall; when idle a lone append pays one fsync.
+//! A batch nobody awaits (answer-path records, `append_detached`) waits up to 2 ms for
+//! company first, without being woken by each detached append; an awaited append ends that
+//! wait at once.
 
 pub mod checkpoint;
 pub mod reader;
@@ -129,6 +132,8 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct Spool {
     tx: SyncSender<Msg>,
+    /// The writer thread, unparked by appends someone waits for (see `writer::UNAWAITED_LINGER`).
+    writer: std::thread::Thread,
     shared: Arc<Shared>,
     dir: PathBuf,
     budget: u64,
@@ -155,17 +160,23 @@ impl Spool {
             full: AtomicBool::new(false),
         });
         let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
-        let spool = Spool {
-            tx,
-            shared: shared.clone(),
-            dir: cfg.dir.clone(),
-            budget: cfg.disk_budget_bytes,
-        };
-        let writer = Writer::new(cfg, shared, recovered.clone()).map_err(OpenError::Writer)?;
-        std::thread::Builder::new()
+        let dir = cfg.dir.clone();
+        let budget = cfg.disk_budget_bytes;
+        let writer =
+            Writer::new(cfg, shared.clone(), recovered.clone()).map_err(OpenError::Writer)?;
+        let writer = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(OpenError::Writer)?;
+            .map_err(OpenError::Writer)?
+            .thread()
+            .clone();
+        let spool = Spool {
+            tx,
+            writer,
+            shared,
+            dir,
+            budget,
+        };
         Ok((spool, recovered))
     }
 
@@ -176,6 +187,7 @@ impl Spool {
     pub async fn append(&self, rec: NewRecord) -> Result<Seq, AppendError> {
         let (ack, done) = oneshot::channel();
         self.send(Msg::Append(rec, Some(ack)))?;
+        self.writer.unpark();
         done.await.unwrap_or(Err(AppendError::Closed))
     }
 
@@ -203,6 +215,7 @@ impl Spool {
         let tx = self.tx.clone();
         let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Shutdown(done)).is_ok()).await;
         if matches!(sent, Ok(true)) {
+            self.writer.unpark();
             let _ = wait.await;
         }
     }

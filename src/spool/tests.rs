@@ -219,3 +219,33 @@ fn a_misnumbered_first_record_is_cut_after_the_magic() {
     assert_eq!(got.cut_bytes, (bytes.len() - segment::MAGIC.len()) as u64);
     assert_eq!(std::fs::read(&path).unwrap(), segment::MAGIC.to_vec());
 }
+
+/// Detached appends (the answer path) linger briefly for company but become durable on
+/// their own, with no awaited append or shutdown to push them; an awaited append behind
+/// them is acknowledged with everything before it durable, in order.
+#[test]
+fn detached_appends_become_durable_by_themselves_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (spool, _) = Spool::open(cfg(dir.path())).unwrap();
+        let mut durable = spool.subscribe();
+        for i in 0..10 {
+            spool.append_detached(rec(i)).unwrap();
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            durable.wait_for(|&n| n >= 10),
+        )
+        .await
+        .expect("detached appends became durable without another append")
+        .unwrap();
+        for i in 10..20 {
+            spool.append_detached(rec(i)).unwrap();
+        }
+        assert_eq!(spool.append(rec(20)).await, Ok(Seq(20)));
+        assert!(spool.durable_next() >= Seq(21), "acked with all before it");
+        let got: Vec<i64> = read_all(dir.path()).iter().map(|r| r.received_us).collect();
+        assert_eq!(got, (0..21).collect::<Vec<i64>>());
+        spool.shutdown().await;
+    });
+}

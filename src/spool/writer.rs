@@ -21,6 +21,13 @@ use crate::telemetry::logging::RateLimit;
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const MAX_BATCH_RECORDS: usize = 4096;
+/// How long a batch nobody waits for (answer-path records, queued with
+/// [`Spool::append_detached`](super::Spool::append_detached)) may wait for more records
+/// before it is written: under an answer
+/// burst this turns a write + fsync per handful of records into one per few dozen, which
+/// was a quarter of callhook's CPU on a pinned core. A record that someone awaits ends the
+/// wait at once. Records become durable, and visible to the forwarder, this much later.
+const UNAWAITED_LINGER: Duration = Duration::from_millis(2);
 /// How often retention runs when the spool is idle.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// Suffix of a segment being created: it becomes `<seq>.seg` by rename only once its magic
@@ -121,11 +128,14 @@ impl Writer {
             }
             let mut shutdown = None;
             let mut bytes = 0usize;
+            let mut awaited = false;
+            let mut linger_until = None;
             let mut next = first;
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Append(rec, ack) => {
                         bytes += rec.encoded_len();
+                        awaited |= ack.is_some();
                         self.admit(rec, ack);
                     }
                     Msg::Shutdown(done) => {
@@ -137,6 +147,21 @@ impl Writer {
                     break;
                 }
                 next = rx.try_recv().ok();
+                if next.is_none() && !awaited && !self.pending.is_empty() {
+                    // Parked rather than blocked on the channel: a detached append does not
+                    // wake this thread (that wake per record cost more than it saved); an
+                    // awaited append or shutdown unparks it (`Spool::append`).
+                    let until =
+                        *linger_until.get_or_insert_with(|| Instant::now() + UNAWAITED_LINGER);
+                    while next.is_none() {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        std::thread::park_timeout(until - now);
+                        next = rx.try_recv().ok();
+                    }
+                }
             }
             self.commit();
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
