@@ -101,9 +101,21 @@ fn concurrent_appends_share_fsyncs_and_all_land() {
 
 #[test]
 fn segments_roll_and_reader_crosses_them() {
+    rolls_and_reads_back(Durability::Fsync);
+}
+
+/// With `os` durability closed segments are flushed by a background thread; nothing read
+/// back may differ.
+#[test]
+fn segments_roll_with_os_durability_and_read_back_whole() {
+    rolls_and_reads_back(Durability::Os);
+}
+
+fn rolls_and_reads_back(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
     c.segment_bytes = 2048;
+    c.durability = durability;
     rt().block_on(async {
         let (spool, _) = Spool::open(c.clone()).unwrap();
         for i in 0..200 {
