@@ -52,8 +52,8 @@ fn consume_ids(bootstrap: &str, topic: &str, want: usize) -> Vec<String> {
     ids
 }
 
-#[test]
-fn retriable_errors_and_a_full_outage_lose_nothing() {
+/// A MockCluster of three brokers with callhook's default topics.
+fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(3).unwrap();
     cluster.create_topic("vonage.voice.event", 3, 3).unwrap();
     for t in [
@@ -65,27 +65,68 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
     ] {
         cluster.create_topic(t, 1, 3).unwrap();
     }
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    cluster
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    let (spool, _) = rt
-        .block_on(async {
-            Spool::open(SpoolConfig {
-                dir: dir.path().to_path_buf(),
-                durability: Durability::Os,
-                segment_bytes: 1 << 20,
-                disk_budget_bytes: 1 << 30,
-                retention_age: None,
-                retention_bytes: None,
-                queue_capacity: 10_000,
-                has_sink: true,
-            })
+        .unwrap()
+}
+
+fn spool(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Spool {
+    rt.block_on(async {
+        Spool::open(SpoolConfig {
+            dir: dir.to_path_buf(),
+            durability: Durability::Os,
+            segment_bytes: 1 << 20,
+            disk_budget_bytes: 1 << 30,
+            retention_age: None,
+            retention_bytes: None,
+            queue_capacity: 10_000,
+            has_sink: true,
         })
-        .unwrap();
+    })
+    .unwrap()
+    .0
+}
+
+/// Asserts every event `e0..e{n}` reached the topic, then that the checkpoint reaches `n`.
+fn all_arrive_and_checkpoint_passes(bootstrap: &str, dir: &std::path::Path, n: usize) {
+    let ids = consume_ids(bootstrap, "vonage.voice.event", n);
+    let unique: HashSet<_> = ids.iter().cloned().collect();
+    let missing: Vec<_> = (0..n)
+        .map(|i| format!("e{i}"))
+        .filter(|id| !unique.contains(id))
+        .collect();
+    eprintln!(
+        "delivered {} unique of {n}, {} duplicates",
+        unique.len(),
+        ids.len() - unique.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let cp = Checkpoint::new(dir, "kafka");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cp.load().unwrap() != Some(Seq(n as u64)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cp.load().unwrap(), Some(Seq(n as u64)));
+}
+
+#[test]
+fn retriable_errors_and_a_full_outage_lose_nothing() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let spool = spool(&rt, dir.path());
     let kafka = KafkaConfig {
         brokers: Some(bootstrap.clone()),
         message_timeout_ms: 3000,
@@ -123,29 +164,43 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
     for b in 1..=3 {
         cluster.broker_up(b).unwrap();
     }
-    let ids = consume_ids(&bootstrap, "vonage.voice.event", 600);
-    let unique: HashSet<_> = ids.iter().cloned().collect();
-    let missing: Vec<_> = (0..600)
-        .map(|i| format!("e{i}"))
-        .filter(|id| !unique.contains(id))
-        .collect();
-    eprintln!(
-        "delivered {} unique of 600, {} duplicates",
-        unique.len(),
-        ids.len() - unique.len()
+    all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 600);
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}
+
+/// A fatal error (here: the broker answers the head-of-line batch with an out-of-order
+/// sequence, which librdkafka's idempotent producer cannot recover from) leaves that
+/// producer unable to send anything ever again. The forwarder replaces it and sends every
+/// unconfirmed record again; nothing is missing and the checkpoint reaches the end.
+#[test]
+fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let spool = spool(&rt, dir.path());
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
     );
-    assert!(
-        missing.is_empty(),
-        "{} missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    // The checkpoint reaches the end once everything is confirmed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cp.load().unwrap() != Some(Seq(600)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(cp.load().unwrap(), Some(Seq(600)));
+    rt.block_on(async {
+        for i in 0..200 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    let kafka = KafkaConfig {
+        brokers: Some(bootstrap.clone()),
+        message_timeout_ms: 3000,
+        ..KafkaConfig::default()
+    };
+    let fwd = Forwarder::start(&kafka, spool.clone(), Arc::new(KafkaStatus::new(true))).unwrap();
+    rt.block_on(async {
+        for i in 200..400 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 400);
     fwd.stop();
     rt.block_on(spool.shutdown());
 }

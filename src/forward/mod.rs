@@ -17,6 +17,8 @@
 //!   and the checkpoint does not pass it. Nothing is skipped silently.
 //! - Shutdown flushes in-flight records for up to `flush_timeout_ms` and persists the
 //!   checkpoint; what was not confirmed stays in the spool for the next start.
+//! - A fatal producer error (librdkafka can no longer vouch for its sequence numbers)
+//!   replaces the producer; every unconfirmed record is sent again (duplicates, no loss).
 
 pub mod admin;
 mod held;
@@ -152,6 +154,9 @@ struct Pipeline {
     committed: Seq,
     last_persist: Instant,
     next_health: Instant,
+    /// The producer hit a fatal error and awaits replacement (at `next_replace` earliest).
+    fatal: bool,
+    next_replace: Instant,
 }
 
 impl Pipeline {
@@ -204,6 +209,8 @@ impl Pipeline {
             committed: from,
             last_persist: Instant::now(),
             next_health: Instant::now(),
+            fatal: false,
+            next_replace: Instant::now(),
         }
     }
 
@@ -223,6 +230,12 @@ impl Pipeline {
             }
         }
         while !stop.load(Ordering::Acquire) {
+            if self.producer.context().take_errored() {
+                self.fatal |= self.producer.client().fatal_error().is_some();
+            }
+            if self.fatal && Instant::now() >= self.next_replace {
+                self.replace_producer();
+            }
             let read = self.read_and_send();
             self.retry_due();
             self.producer.poll(if read > 0 {
@@ -498,6 +511,52 @@ impl Pipeline {
                 Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),
             }
             self.last_persist = Instant::now();
+        }
+    }
+
+    /// After a fatal error librdkafka's producer never sends again (every send and
+    /// delivery fails); without this the spool would only drain after a restart. The old
+    /// producer's queue is purged, its reports applied, and a new producer (new producer
+    /// id) takes over; every record not confirmed, including any whose report was lost
+    /// with the old producer, is sent again: at least once, as after a crash.
+    fn replace_producer(&mut self) {
+        let why = self
+            .producer
+            .client()
+            .fatal_error()
+            .map_or_else(String::new, |(code, reason)| format!("{code}: {reason}"));
+        let fresh = match producer::create(&self.cfg, self.status.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, fatal = %why, "could not replace the Kafka producer after a fatal error; retrying in 5 s");
+                self.next_replace = Instant::now() + MAX_BACKOFF;
+                return;
+            }
+        };
+        tracing::error!(fatal = %why, "the Kafka producer hit a fatal error; replacing it and sending its unconfirmed records again");
+        metrics::counter!("callhook_kafka_producer_replaced_total").increment(1);
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::ZERO);
+        self.handle_reports();
+        // Dropping the old producer purges and flushes it once more (rust-rdkafka's drop);
+        // reports from that land in its own context, which goes with it.
+        drop(std::mem::replace(&mut self.producer, fresh));
+        self.fatal = false;
+        let unconfirmed: Vec<(u64, State)> = self
+            .held
+            .iter()
+            .filter_map(|(seq, h)| match h.state {
+                State::InFlight => Some((seq, State::Waiting)),
+                State::DlqInFlight => Some((seq, State::DlqWaiting)),
+                _ => None,
+            })
+            .collect();
+        for (seq, state) in unconfirmed {
+            self.set_state(seq, state);
+        }
+        for t in &mut self.topics {
+            t.backoff_until = None;
         }
     }
 

@@ -1,6 +1,7 @@
 //! The rdkafka producer: configuration (one place, contradictions refused in config
 //! validation), the delivery-report context, and which errors are permanent.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
@@ -19,10 +20,21 @@ pub type Report = (usize, Result<(), RDKafkaErrorCode>);
 pub struct Context {
     pub reports: Mutex<Vec<Report>>,
     pub status: Arc<KafkaStatus>,
+    /// Set by every error librdkafka reports, so the forwarder asks whether it was fatal
+    /// only then (rust-rdkafka passes a fatal error on with its underlying code).
+    errored: AtomicBool,
+}
+
+impl Context {
+    /// True if librdkafka reported an error since the last call.
+    pub fn take_errored(&self) -> bool {
+        self.errored.swap(false, Ordering::AcqRel)
+    }
 }
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
+        self.errored.store(true, Ordering::Release);
         if matches!(
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::AllBrokersDown)
@@ -90,6 +102,7 @@ pub fn create(cfg: &KafkaConfig, status: Arc<KafkaStatus>) -> Result<Producer, K
     client_config(cfg).create_with_context(Context {
         reports: Mutex::new(Vec::new()),
         status,
+        errored: AtomicBool::new(false),
     })
 }
 

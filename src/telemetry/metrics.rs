@@ -190,6 +190,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Records that even the dead-letter topic refused; they stay in the spool.",
     ),
     (
+        "callhook_kafka_producer_replaced_total",
+        'c',
+        None,
+        "Times the Kafka producer hit a fatal error and was replaced; its unconfirmed records were sent again.",
+    ),
+    (
         "callhook_kafka_lag_records",
         'g',
         None,
@@ -247,6 +253,7 @@ const ZERO_AT_START: &[&str] = &[
     "callhook_spool_budget_rejections_total",
     "callhook_spool_write_errors_total",
     "callhook_kafka_dlq_failures_total",
+    "callhook_kafka_producer_replaced_total",
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
