@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
@@ -74,6 +74,8 @@ pub(crate) struct Writer {
     /// next segment may already exist under the name of the sequence number that record
     /// would get, and a reader looking for that number would open the wrong segment.
     roll_due: bool,
+    /// `durability = "os"` only: where closed segments go to be flushed off this thread.
+    flusher: Option<SyncSender<File>>,
 }
 
 impl Writer {
@@ -92,7 +94,11 @@ impl Writer {
             .ok_or_else(|| io::Error::other("recovery returned no segment"))?;
         let file = OpenOptions::new().append(true).open(&tail.info.path)?;
         remove_unfinished_segments(&cfg.dir);
+        let flusher = (cfg.durability == Durability::Os)
+            .then(start_flusher)
+            .flatten();
         let w = Self {
+            flusher,
             cfg,
             shared,
             closed: segs,
@@ -361,7 +367,18 @@ impl Writer {
         self.closed.push(old);
         let old_file = std::mem::replace(&mut self.file, file);
         if self.cfg.durability == Durability::Os {
-            sync_in_background(old_file);
+            // Queued for the flusher; if it is behind (or absent), flushed here after all,
+            // so dirty segments never pile up.
+            match &self.flusher {
+                Some(tx) => {
+                    if let Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) =
+                        tx.try_send(old_file)
+                    {
+                        flush(&f);
+                    }
+                }
+                None => flush(&old_file),
+            }
         }
         self.total_bytes += segment::MAGIC.len() as u64;
         self.publish();
@@ -481,24 +498,25 @@ fn create_segment_atomically(dir: &std::path::Path, seg: &SegmentInfo) -> io::Re
 
 /// Removes temporary segments a crash left mid-roll; they hold no records.
 /// With `durability = "os"` a closed segment can hold a whole segment of dirty pages;
-/// flushing them inline stalled every awaiting request for 100+ ms at each roll. A
-/// short-lived thread flushes it instead (rolls are seconds apart under load); if no
-/// thread can be started, it is flushed here after all.
-fn sync_in_background(file: File) {
-    fn sync(f: &File) {
-        if let Err(e) = f.sync_all() {
-            tracing::warn!(error = %e, "could not flush a closed spool segment");
-        }
-    }
-    let spare = file.try_clone();
-    let spawned = std::thread::Builder::new()
+/// flushing them on the writer thread stalled every awaiting request for 100+ ms at each
+/// roll. One `spool-sync` thread flushes closed segments instead (two may wait; more and
+/// the writer flushes itself). `None` if the thread cannot start: the writer flushes.
+fn start_flusher() -> Option<SyncSender<File>> {
+    let (tx, rx) = sync_channel::<File>(2);
+    std::thread::Builder::new()
         .name("spool-sync".into())
-        .spawn(move || sync(&file));
-    if spawned.is_err() {
-        match spare {
-            Ok(f) => sync(&f),
-            Err(e) => tracing::warn!(error = %e, "could not flush a closed spool segment"),
-        }
+        .spawn(move || {
+            for f in rx {
+                flush(&f);
+            }
+        })
+        .ok()
+        .map(|_| tx)
+}
+
+fn flush(f: &File) {
+    if let Err(e) = f.sync_all() {
+        tracing::warn!(error = %e, "could not flush a closed spool segment");
     }
 }
 
