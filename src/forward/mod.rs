@@ -154,7 +154,8 @@ struct Pipeline {
     committed: Seq,
     last_persist: Instant,
     next_health: Instant,
-    /// The producer hit a fatal error and awaits replacement (at `next_replace` earliest).
+    /// The producer hit a fatal error and awaits replacement, at `next_replace` earliest
+    /// (one replacement per `MAX_BACKOFF` at most).
     fatal: bool,
     next_replace: Instant,
 }
@@ -543,6 +544,9 @@ impl Pipeline {
         // reports from that land in its own context, which goes with it.
         drop(std::mem::replace(&mut self.producer, fresh));
         self.fatal = false;
+        // A broker that keeps provoking fatal errors gets a new producer at most this often,
+        // not a replacement (and a resend of everything unconfirmed) per loop.
+        self.next_replace = Instant::now() + MAX_BACKOFF;
         let unconfirmed: Vec<(u64, State)> = self
             .held
             .iter()
