@@ -93,6 +93,16 @@ fn spool(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Spool {
     .0
 }
 
+/// The forwarder with callhook's defaults and a short delivery timeout.
+fn start_forwarder(bootstrap: &str, spool: &Spool) -> Forwarder {
+    let kafka = KafkaConfig {
+        brokers: Some(bootstrap.to_owned()),
+        message_timeout_ms: 3000,
+        ..KafkaConfig::default()
+    };
+    Forwarder::start(&kafka, spool.clone(), Arc::new(KafkaStatus::new(true))).unwrap()
+}
+
 /// Asserts every event `e0..e{n}` reached the topic, then that the checkpoint reaches `n`.
 fn all_arrive_and_checkpoint_passes(bootstrap: &str, dir: &std::path::Path, n: usize) {
     let ids = consume_ids(bootstrap, "vonage.voice.event", n);
@@ -127,13 +137,7 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let spool = spool(&rt, dir.path());
-    let kafka = KafkaConfig {
-        brokers: Some(bootstrap.clone()),
-        message_timeout_ms: 3000,
-        ..KafkaConfig::default()
-    };
-    let status = Arc::new(KafkaStatus::new(true));
-    let fwd = Forwarder::start(&kafka, spool.clone(), status.clone()).unwrap();
+    let fwd = start_forwarder(&bootstrap, &spool);
 
     // Retriable errors on produce: the idempotent producer retries them itself.
     cluster.request_errors(
@@ -189,12 +193,7 @@ fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
             spool.append(event(i)).await.unwrap();
         }
     });
-    let kafka = KafkaConfig {
-        brokers: Some(bootstrap.clone()),
-        message_timeout_ms: 3000,
-        ..KafkaConfig::default()
-    };
-    let fwd = Forwarder::start(&kafka, spool.clone(), Arc::new(KafkaStatus::new(true))).unwrap();
+    let fwd = start_forwarder(&bootstrap, &spool);
     rt.block_on(async {
         for i in 200..400 {
             spool.append(event(i)).await.unwrap();
