@@ -29,6 +29,11 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
+/// The allocator the `callhook` binary runs with (`src/main.rs`), so the forwarder is measured
+/// as it runs in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS_PER_CALL: usize = 50;
 const TEMPLATE: &str = include_str!("../tests/fixtures/voice-event-completed.json");
 
