@@ -31,6 +31,7 @@ async fn every_fixture_is_spooled_byte_identical_in_order() {
         let r = gw.post(route_for(name), compact(&fixture(name))).await;
         assert_eq!(r.status, 200, "{name}: {:?}", r.body);
     }
+    gw.settle_spool();
     let lines = tail_lines(&gw.data, &[]);
     assert_eq!(lines.len(), names.len());
     for (i, (line, name)) in lines.iter().zip(&names).enumerate() {

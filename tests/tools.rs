@@ -272,6 +272,7 @@ fn replay_to_stdout_prints_what_tail_prints() {
     assert_ok(&simulate(&gw, "inbound-to-app-user", &[]));
     assert_ok(&simulate(&gw, "messages", &[]));
     let data = gw.data.to_str().unwrap();
+    gw.settle_spool();
     let all = tail_lines(&gw.data, &[]);
     assert_eq!(all.len(), 11);
     let replay = |extra: &[&str]| {

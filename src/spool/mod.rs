@@ -30,7 +30,7 @@
 //! batch: one vectored `write` (record headers from one buffer, bodies from their own
 //! `Bytes`, no copy) and one `fdatasync` for the whole batch. Under load batches grow and
 //! fsyncs per record fall; when idle a lone append pays one fsync.
-//! A batch nobody awaits (answer-path records, `append_detached`) waits up to 2 ms for
+//! A batch nobody awaits (answer-path records, `append_detached`) waits up to 10 ms for
 //! company first, without being woken by each detached append; an awaited append ends that
 //! wait at once.
 

@@ -222,18 +222,65 @@ impl Gateway {
         }
     }
 
+    /// Waits until the spool's next sequence number has caught up with the records the
+    /// gateway accepted (`/metrics`). Answer-path records are queued unawaited: their 200
+    /// goes out before the writer, which lets them gather for a few ms, writes them.
+    /// On a data dir with earlier records the check passes at once (restart tests).
+    pub fn settle_spool(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Some(text) = blocking_get(self.addr, "/metrics") else {
+                // /metrics refused (e.g. an allowlist): fall back to outwaiting the linger.
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            };
+            let sum = |name: &str| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            if sum("callhook_spool_next_seq") >= sum("callhook_events_accepted_total") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the spool did not catch up with the accepted records in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// `callhook tail` output, one parsed JSON value per line.
+    /// `callhook tail` output, one parsed JSON value per line, once the spool holds every
+    /// record accepted so far (see [`Gateway::settle_spool`]).
     pub fn tail(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        self.settle_spool();
         tail_lines(&self.data, extra)
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
+}
+
+/// A GET on a fresh connection without an async runtime; the body if the status is 200.
+fn blocking_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 pub fn tail_lines(data: &Path, extra: &[&str]) -> Vec<String> {
