@@ -6,6 +6,8 @@ use super::ConfigError;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Slow-header (slowloris) defence: Vonage sends its headers in one packet.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+/// A keep-alive connection quiet this long gives hyper's ~24 KiB of buffers back.
+pub const DEFAULT_IDLE_RELEASE_MS: u64 = 1_000;
 /// Whole-body deadline once headers are in.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;

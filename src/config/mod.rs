@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Keep connections open between requests (Vonage reuses them).
     pub keep_alive: bool,
+    /// A plain-HTTP/1 keep-alive connection without a request for this long gives its
+    /// HTTP buffers (~24 KiB) back until its next bytes arrive; 0 keeps them.
+    pub idle_release_ms: u64,
     /// Largest request head (request line + headers) in bytes; larger ones get 431.
     pub max_header_bytes: usize,
     /// Most headers in one request.
@@ -96,6 +99,7 @@ impl Default for ServerConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keep_alive: true,
+            idle_release_ms: DEFAULT_IDLE_RELEASE_MS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
@@ -257,6 +261,7 @@ impl Config {
             100,
             600_000,
         )?;
+        limits::check_range("server.idle_release_ms", s.idle_release_ms, 0, 600_000)?;
         limits::check_range(
             "server.request_timeout_ms",
             s.request_timeout_ms,

@@ -2,6 +2,7 @@
 
 mod access;
 mod answer;
+mod conn;
 mod ingest;
 mod ops;
 pub mod respond;
@@ -14,9 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -104,7 +104,27 @@ pub async fn run(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32);
-    let graceful = GracefulShutdown::new();
+    // The same HTTP/1 settings for plain connections, which `conn` serves itself.
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms))
+        .keep_alive(cfg.keep_alive)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_headers(cfg.max_headers);
+    let http = Arc::new(conn::Http {
+        http1,
+        auto: builder,
+        idle: conn::Idle {
+            release_after: (cfg.keep_alive && cfg.idle_release_ms > 0)
+                .then(|| Duration::from_millis(cfg.idle_release_ms)),
+            close_after: Duration::from_millis(cfg.header_read_timeout_ms),
+        },
+        parked: metrics::gauge!("callhook_http_connections_parked"),
+    });
+    // Every connection task holds a receiver; shutdown sends `true` and waits for all
+    // receivers to drop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
     let conns_gauge = metrics::gauge!("callhook_http_connections");
     let handshake_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
@@ -130,20 +150,25 @@ pub async fn run(
         }
         let guard = ConnGuard::new(open.clone(), conns_gauge.clone());
         let st = state.clone();
-        let service = service_fn(move |req| {
+        let make_service = move |act: Arc<conn::Activity>| {
             let st = st.clone();
-            async move { Ok::<_, std::convert::Infallible>(ingest::handle(st, peer, req).await) }
-        });
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
+            service_fn(move |req| {
+                let st = st.clone();
+                let in_flight = act.enter();
+                async move {
+                    let resp = ingest::handle(st, peer, req).await;
+                    drop(in_flight);
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            })
+        };
+        let stop = stop_rx.clone();
+        let http = http.clone();
         match &tls {
             None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    let _ = watcher.watch(conn).await;
+                    conn::serve_plain(stream, http, stop, make_service).await;
                 });
             }
             Some(acceptor) => {
@@ -156,10 +181,8 @@ pub async fn run(
                         Ok(Ok(tls)) => tls,
                         _ => return, // failed or too slow handshake: nothing to answer
                     };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(tls), service)
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    let service = make_service(Arc::new(conn::Activity::default()));
+                    conn::serve_hyper(&http.auto, tls, service, stop).await;
                 });
             }
         }
@@ -167,10 +190,9 @@ pub async fn run(
     drop(listener);
     state.shutting_down.store(true, Ordering::Relaxed);
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())

@@ -44,6 +44,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Open client connections.",
     ),
     (
+        "callhook_http_connections_parked",
+        'g',
+        None,
+        "Keep-alive connections waiting for their next request without HTTP buffers (idle_release_ms).",
+    ),
+    (
         "callhook_http_connections_rejected_total",
         'c',
         None,

@@ -1,0 +1,352 @@
+//! One task per TCP connection: HTTP/1 over plain TCP gives hyper's buffers back while
+//! the connection idles; TLS and HTTP/2 connections are served by hyper as they are.
+//!
+//! hyper holds about 24 KiB per keep-alive connection for as long as it lives (an 8-16
+//! KiB read buffer and an 8 KiB header write buffer), idle or not: 10,000 idle
+//! connections from a load balancer's pool cost 230 MB. So once a plain HTTP/1
+//! connection has had no request for `idle_release_ms`, its hyper connection is ended
+//! without closing the socket (the IO wrapper reports end-of-stream to hyper, which hyper
+//! treats as the client going away between requests, and hands the socket back), the
+//! socket waits for its next bytes holding no buffer, and a fresh hyper connection
+//! serves them. A connection busy more often than that never pays for the rebuild.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+/// The HTTP/2 connection preface; plain connections that start with it (or with a
+/// prefix of it) are served by the HTTP/1-or-2 builder instead.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol settings every connection shares (one copy, not one per task: an
+/// idle connection's task is most of what it costs).
+pub(super) struct Http {
+    pub http1: http1::Builder,
+    pub auto: auto::Builder<hyper_util::rt::TokioExecutor>,
+    pub idle: Idle,
+    /// `callhook_http_connections_parked`: connections waiting without buffers.
+    pub parked: metrics::Gauge,
+}
+
+/// How a plain connection's idle time is handled.
+#[derive(Clone, Copy)]
+pub(super) struct Idle {
+    /// Quiet time after which hyper's buffers are given back; `None` keeps them.
+    pub release_after: Option<Duration>,
+    /// Quiet time after which the connection is closed (the header read timeout, which
+    /// hyper also applies between requests).
+    pub close_after: Duration,
+}
+
+/// What the connection's requests are doing, shared by the service and the IO wrapper,
+/// so the wrapper ends hyper's connection only between requests.
+#[derive(Default)]
+pub(super) struct Activity {
+    in_flight: AtomicU32,
+    /// Bytes arrived since the last request began: a request head may be half read.
+    fresh: AtomicBool,
+    requests: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Activity {
+    /// Marks a request in progress until the guard drops.
+    pub(super) fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.fresh.store(false, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn between_requests(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && !self.fresh.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in progress (see [`Activity::enter`]).
+pub(super) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves a plain TCP connection until the client leaves, the idle timeout passes, or
+/// `stop` fires (then the request in progress finishes first).
+///
+/// `service` is built once per hyper connection; it must call [`Activity::enter`] for
+/// every request.
+pub(super) async fn serve_plain<S, F>(
+    stream: TcpStream,
+    http: Arc<Http>,
+    mut stop: watch::Receiver<bool>,
+    make_service: F,
+) where
+    F: Fn(Arc<Activity>) -> S,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<http_body_util::Full<Bytes>>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    // The first bytes decide HTTP/1 or HTTP/2 (prior knowledge); nothing is held meanwhile.
+    let idle = http.idle;
+    if !wait_readable(&stream, idle.close_after, &mut stop).await {
+        return;
+    }
+    let mut head = [0u8; H2_PREFACE.len()];
+    let Ok(n) = stream.peek(&mut head).await else {
+        return;
+    };
+    if n == 0 {
+        return;
+    }
+    let act = Arc::new(Activity::default());
+    if H2_PREFACE.starts_with(&head[..n]) {
+        let service = make_service(act);
+        // Boxed: the HTTP/2 connection state would otherwise size every plain task.
+        Box::pin(serve_hyper(&http.auto, stream, service, stop)).await;
+        return;
+    }
+    let mut stream = stream;
+    let mut carry = Bytes::new();
+    loop {
+        let io = Releasing {
+            stream,
+            carry,
+            act: act.clone(),
+            release_after: idle.release_after,
+            timer: None,
+            seen: 0,
+            released: false,
+        };
+        let conn = http
+            .http1
+            .serve_connection(TokioIo::new(io), make_service(act.clone()))
+            .without_shutdown();
+        // Boxed so that a parked connection's task holds no hyper state at all.
+        let mut conn = Box::pin(conn);
+        let mut stopping = *stop.borrow();
+        act.stop.store(stopping, Ordering::Relaxed);
+        let parts = loop {
+            tokio::select! {
+                r = &mut conn => break r,
+                changed = stop.changed(), if !stopping => {
+                    // Sender gone counts as stop too. The wrapper ends the connection at
+                    // the next read between requests; the select polls it right away.
+                    let _ = changed;
+                    stopping = true;
+                    act.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        drop(conn);
+        let Ok(parts) = parts else { return };
+        let io = parts.io.into_inner();
+        if !io.released || stopping {
+            // hyper finished the connection itself (`Connection: close`, HTTP/1.0):
+            // close the socket as hyper would have.
+            let mut s = io.stream;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut s).await;
+            return;
+        }
+        // Bytes read but not used (rarely any) are copied: even an empty slice of hyper's
+        // read buffer would keep the whole buffer alive. Everything else of hyper's
+        // connection drops here, before the wait.
+        let Releasing {
+            stream: s,
+            carry: rest,
+            ..
+        } = io;
+        stream = s;
+        carry = if parts.read_buf.is_empty() && rest.is_empty() {
+            Bytes::new()
+        } else {
+            [&parts.read_buf[..], &rest[..]].concat().into()
+        };
+        drop(parts.read_buf);
+        drop(parts.service);
+        if carry.is_empty() {
+            http.parked.increment(1.0);
+            let quiet = idle
+                .close_after
+                .saturating_sub(idle.release_after.unwrap_or_default());
+            let woke = wait_readable(&stream, quiet, &mut stop).await;
+            http.parked.decrement(1.0);
+            if !woke {
+                return;
+            }
+        }
+    }
+}
+
+/// Serves a connection with the HTTP/1-or-2 builder (TLS, HTTP/2), shutting it down
+/// gracefully when `stop` fires.
+pub(super) async fn serve_hyper<I, S>(
+    auto: &auto::Builder<hyper_util::rt::TokioExecutor>,
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<http_body_util::Full<Bytes>>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = auto.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    if !*stop.borrow() {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.changed() => {}
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Waits until the socket has bytes (or EOF) to read; false on timeout or stop.
+async fn wait_readable(
+    stream: &TcpStream,
+    timeout: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        r = tokio::time::timeout(timeout, stream.readable()) => matches!(r, Ok(Ok(()))),
+        _ = stop.changed() => false,
+    }
+}
+
+/// The socket as hyper sees it: first any bytes a previous hyper connection had read
+/// but not used, then the stream. Between requests, after `release_after` without one
+/// (or once stopping), a read reports end-of-stream so hyper lets the socket go.
+struct Releasing {
+    stream: TcpStream,
+    carry: Bytes,
+    act: Arc<Activity>,
+    release_after: Option<Duration>,
+    /// Armed at the first idle read and re-armed only when it fires, so a busy
+    /// connection costs no timer work per request.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Request count when the timer was armed: unchanged at expiry means quiet.
+    seen: u64,
+    released: bool,
+}
+
+impl Releasing {
+    fn release(&mut self) -> Poll<io::Result<()>> {
+        self.released = true;
+        Poll::Ready(Ok(())) // zero bytes: end-of-stream
+    }
+}
+
+impl AsyncRead for Releasing {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.released {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.carry.is_empty() {
+            let n = this.carry.len().min(buf.remaining());
+            buf.put_slice(&this.carry[..n]);
+            this.carry.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        if this.act.stop.load(Ordering::Relaxed) && this.act.between_requests() {
+            return this.release();
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && this.act.in_flight.load(Ordering::Relaxed) == 0 {
+                    this.act.fresh.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(after) = this.release_after else {
+                    return Poll::Pending;
+                };
+                if !this.act.between_requests() {
+                    return Poll::Pending;
+                }
+                let requests = this.act.requests.load(Ordering::Relaxed);
+                let timer = match &mut this.timer {
+                    Some(t) => t,
+                    slot @ None => {
+                        this.seen = requests;
+                        slot.insert(Box::pin(tokio::time::sleep(after)))
+                    }
+                };
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if this.seen == requests {
+                    return this.release();
+                }
+                // Requests came and went since arming: wait a full quiet period again.
+                this.seen = requests;
+                timer.as_mut().reset(tokio::time::Instant::now() + after);
+                let _ = timer.as_mut().poll(cx);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Releasing {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,216 @@
+//! Keep-alive connections: a quiet plain-HTTP/1 connection gives hyper's buffers back
+//! (`idle_release_ms`) and must go on serving exactly as if it had kept them: the next
+//! request (even one whose head arrives in pieces), `Connection: close`, HTTP/1.0,
+//! HTTP/2 with prior knowledge, the idle timeout and a shutdown while connections wait.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const RELEASE: &str = "idle_release_ms = 150\nheader_read_timeout_ms = 5000\n";
+
+fn event(uuid: &str) -> String {
+    format!(r#"{{"uuid":"{uuid}","conversation_uuid":"CON-keepalive","status":"started"}}"#)
+}
+
+fn post_head(body: &str, extra: &str) -> String {
+    format!(
+        "POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+}
+
+/// Reads one response: its status, lower-cased head and body.
+async fn read_response(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("no response within 10 s")
+            .unwrap();
+        assert!(n > 0, "connection closed before a response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (status, head, body)
+}
+
+/// True once the server has closed the connection (EOF within `wait`).
+async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let mut b = [0u8; 64];
+    matches!(
+        tokio::time::timeout(wait, s.read(&mut b)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+async fn gauge(gw: &Gateway, name: &str) -> f64 {
+    let text = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `/metrics` until `name` reads `want` (10 s at most).
+async fn wait_gauge(gw: &Gateway, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = gauge(gw, name).await;
+        if v == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed {v}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_quiet_connection_is_parked_and_serves_its_next_requests() {
+    let gw = Gateway::start(RELEASE);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let b = event("ka-1");
+    s.write_all(format!("{}{b}", post_head(&b, "")).as_bytes())
+        .await
+        .unwrap();
+    let (status, head, _) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(!head.contains("connection: close"), "{head}");
+
+    // Quiet for longer than idle_release_ms: the connection waits without hyper's buffers.
+    wait_gauge(&gw, "callhook_http_connections_parked", 1.0).await;
+
+    // The next request's head arrives in two pieces with a pause longer than the release
+    // time in between: the half-read head must not be taken for a quiet connection.
+    let b = event("ka-2");
+    let req = format!("{}{b}", post_head(&b, ""));
+    let (first, rest) = req.split_at(20);
+    s.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Two requests in one write (pipelined), after another quiet spell.
+    wait_gauge(&gw, "callhook_http_connections_parked", 1.0).await;
+    let (b3, b4) = (event("ka-3"), event("ka-4"));
+    let two = format!("{}{b3}{}{b4}", post_head(&b3, ""), post_head(&b4, ""));
+    s.write_all(two.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert_eq!(read_response(&mut s).await.0, 200);
+
+    // Every request was spooled, once.
+    gw.settle_spool();
+    let mut got = spooled_uuids(&gw.data);
+    got.sort();
+    assert_eq!(got, ["ka-1", "ka-2", "ka-3", "ka-4"]);
+}
+
+#[tokio::test]
+async fn connection_close_and_http10_still_close_after_the_response() {
+    let gw = Gateway::start(RELEASE);
+    let b = event("close-1");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("{}{b}", post_head(&b, "connection: close\r\n")).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, head, _) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(head.starts_with("http/1.0") || head.starts_with("http/1.1"));
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_after_the_idle_timeout() {
+    let gw = Gateway::start("idle_release_ms = 100\nheader_read_timeout_ms = 600\n");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)).await,
+        "an idle keep-alive connection outlived the header read timeout"
+    );
+    // Only the connection asking for /metrics is left.
+    wait_gauge(&gw, "callhook_http_connections", 1.0).await;
+    wait_gauge(&gw, "callhook_http_connections_parked", 0.0).await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served_on_the_plain_port() {
+    let gw = Gateway::start(RELEASE);
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for i in 0..2 {
+        let body = event(&format!("h2-{i}"));
+        let req = hyper::Request::post(gw.url("/webhooks/voice/event"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await.unwrap();
+        // Quiet spell between the two: HTTP/2 connections are never parked.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(gauge(&gw, "callhook_http_connections_parked").await, 0.0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_parked_connections_promptly() {
+    let mut gw = Gateway::start(&format!("{RELEASE}shutdown_grace_ms = 60000\n"));
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut s).await.0, 200);
+        held.push(s);
+    }
+    wait_gauge(&gw, "callhook_http_connections_parked", 20.0).await;
+    let started = Instant::now();
+    assert_eq!(gw.terminate(), Some(0));
+    // Parked connections close at once instead of holding shutdown for the grace period.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown waited {:?} (grace 60 s)",
+        started.elapsed()
+    );
+    for mut s in held {
+        assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+    }
+}
