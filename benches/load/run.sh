@@ -235,23 +235,33 @@ STREAM_RATE=$(awk '/^PACED/ {print $2}' "$WORK/stream.out")
 
 # RSS with many idle keep-alive connections, on a fresh callhook. The header read timeout
 # (5 s by default) also closes idle keep-alive connections; it is raised here so all of
-# them stay open while they are being opened and sampled.
+# them stay open while they are being opened and sampled. Sampled 3, 6 and 9 s after the
+# last one answered: connections give their HTTP buffers back after idle_release_ms (1 s)
+# of quiet, and the allocator returns freed memory to the system lazily.
 IDLE_CONNS=${IDLE_CONNS:-10000}
-MANY=$(CALLHOOK_SERVER__HEADER_READ_TIMEOUT_MS=60000 start_callhook many fsync "")
-MANY_PID=$(cat "$WORK/many.pid")
-MANY0=$(rss_kb "$MANY_PID")
-mkfifo "$WORK/idle.in"
-python3 benches/load/idle.py "$MANY" "$IDLE_CONNS" < "$WORK/idle.in" > "$WORK/idle.out" 2>&1 &
-IDLE_PY=$!
-exec 7>"$WORK/idle.in"
-for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/idle.out" && break; sleep 0.1; done
-grep -q '^ready' "$WORK/idle.out" || { log "idle connections did not open: $(cat "$WORK/idle.out")"; exit 1; }
-sleep 2 # idle a moment before sampling
-MANY1=$(rss_kb "$MANY_PID")
-echo >&7
-exec 7>&-
-wait "$IDLE_PY" || true
-IDLE_RESULT=$(tr '\n' ' ' < "$WORK/idle.out")
+idle_rss() { # name [binary] -> "RSS-before samples... (idle.py result)"
+  local port pid r0 samples="" n=0
+  port=$(CALLHOOK_SERVER__HEADER_READ_TIMEOUT_MS=60000 SERVE_BIN=${2:-$BIN} start_callhook "$1" fsync "")
+  pid=$(cat "$WORK/$1.pid")
+  r0=$(rss_kb "$pid")
+  mkfifo "$WORK/$1-idle.in"
+  python3 benches/load/idle.py "$port" "$IDLE_CONNS" < "$WORK/$1-idle.in" > "$WORK/$1-idle.out" 2>&1 &
+  local py=$!
+  exec 7>"$WORK/$1-idle.in"
+  for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/$1-idle.out" && break; sleep 0.1; done
+  grep -q '^ready' "$WORK/$1-idle.out" || { log "idle connections did not open: $(cat "$WORK/$1-idle.out")"; exit 1; }
+  for _ in 1 2 3; do sleep 3; samples="$samples $(rss_kb "$pid")"; done
+  local parked
+  parked=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$port/metrics" | awk '/^callhook_http_connections_parked /{print $2}')
+  echo >&7
+  exec 7>&-
+  wait "$py" || true
+  kill "$pid" 2>/dev/null || true
+  rm -f "$WORK/$1.pid"
+  echo "${r0} kB; with ${IDLE_CONNS} idle keep-alive connections${samples} kB at 3/6/9 s, ${parked:-n/a} parked ($(tr '\n' ' ' < "$WORK/$1-idle.out" | sed 's/ $//'))"
+}
+MANY=$(idle_rss many)
+[ -n "${BASELINE_BIN:-}" ] && BMANY=$(idle_rss bmany "$BASELINE_BIN")
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo
@@ -276,4 +286,6 @@ echo "  nginx (reference for the generator): $NGINX_FIXED"
 echo "  callhook, alone: $ALONE"
 echo "  callhook, while voice events stream at ${STREAM_RATE:-?} req/s (aimed at ${QUARTER_EVENTS}, a quarter of max): $FIXED"
 echo "RSS of callhook (fsync): idle ${IDLE_RSS} kB, after the load ${LOAD_RSS} kB"
-echo "RSS of a fresh callhook: ${MANY0} kB, with ${IDLE_CONNS} idle keep-alive connections ${MANY1} kB (${IDLE_RESULT% })"
+echo "RSS of a fresh callhook: $MANY"
+[ -n "${BMANY:-}" ] && echo "RSS of a fresh baseline build: $BMANY"
+true

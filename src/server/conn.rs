@@ -248,7 +248,8 @@ struct Releasing {
     act: Arc<Activity>,
     release_after: Option<Duration>,
     /// Armed at the first idle read and re-armed only when it fires, so a busy
-    /// connection costs no timer work per request.
+    /// connection costs no timer work per request (reads only check `is_elapsed`; the
+    /// task's waker was registered when it was armed).
     timer: Option<Pin<Box<Sleep>>>,
     /// Request count when the timer was armed: unchanged at expiry means quiet.
     seen: u64,
@@ -298,14 +299,14 @@ impl AsyncRead for Releasing {
                     return Poll::Pending;
                 }
                 let requests = this.act.requests.load(Ordering::Relaxed);
-                let timer = match &mut this.timer {
-                    Some(t) => t,
-                    slot @ None => {
-                        this.seen = requests;
-                        slot.insert(Box::pin(tokio::time::sleep(after)))
-                    }
+                let Some(timer) = &mut this.timer else {
+                    this.seen = requests;
+                    let timer = this.timer.insert(Box::pin(tokio::time::sleep(after)));
+                    // Registers this task's waker once; later reads only check expiry.
+                    let _ = timer.as_mut().poll(cx);
+                    return Poll::Pending;
                 };
-                if timer.as_mut().poll(cx).is_pending() {
+                if !timer.is_elapsed() {
                     return Poll::Pending;
                 }
                 if this.seen == requests {
