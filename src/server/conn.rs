@@ -133,6 +133,7 @@ pub(super) async fn serve_plain<S, F>(
             release_after: idle.release_after,
             timer: None,
             seen: 0,
+            write_blocked: false,
             released: false,
         };
         let conn = http
@@ -253,6 +254,9 @@ struct Releasing {
     timer: Option<Pin<Box<Sleep>>>,
     /// Request count when the timer was armed: unchanged at expiry means quiet.
     seen: u64,
+    /// The last write or flush could not finish (client not reading): hyper is still
+    /// sending a response, and end-of-stream now would cut it off.
+    write_blocked: bool,
     released: bool,
 }
 
@@ -279,7 +283,8 @@ impl AsyncRead for Releasing {
             this.carry.advance(n);
             return Poll::Ready(Ok(()));
         }
-        if this.act.stop.load(Ordering::Relaxed) && this.act.between_requests() {
+        let quiet = this.act.between_requests() && !this.write_blocked;
+        if this.act.stop.load(Ordering::Relaxed) && quiet {
             return this.release();
         }
         let before = buf.filled().len();
@@ -295,7 +300,7 @@ impl AsyncRead for Releasing {
                 let Some(after) = this.release_after else {
                     return Poll::Pending;
                 };
-                if !this.act.between_requests() {
+                if !quiet {
                     return Poll::Pending;
                 }
                 let requests = this.act.requests.load(Ordering::Relaxed);
@@ -322,13 +327,22 @@ impl AsyncRead for Releasing {
     }
 }
 
+impl Releasing {
+    fn note_write<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.write_blocked = r.is_pending();
+        r
+    }
+}
+
 impl AsyncWrite for Releasing {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.note_write(r)
     }
 
     fn poll_write_vectored(
@@ -336,7 +350,9 @@ impl AsyncWrite for Releasing {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.note_write(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -344,10 +360,88 @@ impl AsyncWrite for Releasing {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_flush(cx);
+        this.note_write(r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A response the client is slow to take stays stuck in hyper's writes for many
+    /// release periods; ending the connection then would cut it off.
+    #[tokio::test]
+    async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
+        const BODY: usize = 8 << 20; // more than the kernel's socket buffers hold
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new());
+        let http = Arc::new(Http {
+            http1: h1,
+            auto: auto::Builder::new(TokioExecutor::new()),
+            idle: Idle {
+                release_after: Some(Duration::from_millis(20)),
+                close_after: Duration::from_secs(30),
+            },
+            parked: metrics::Gauge::noop(),
+        });
+        let (_stop_tx, stop) = watch::channel(false);
+        let big = Bytes::from(vec![b'x'; BODY]);
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            serve_plain(s, http, stop, move |act| {
+                let big = big.clone();
+                service_fn(move |_req| {
+                    let in_flight = act.enter();
+                    let big = big.clone();
+                    async move {
+                        drop(in_flight);
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(big)))
+                    }
+                })
+            })
+            .await;
+        });
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut c = sock.connect(addr).await.unwrap();
+        for round in 0..2 {
+            c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            // Not reading for 25 release periods: the server's writes block meanwhile.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 1 << 16];
+            let want = loop {
+                let n = c.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "round {round}: cut off after {} bytes", got.len());
+                got.extend_from_slice(&chunk[..n]);
+                if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                    && got.len() >= i + 4 + BODY
+                {
+                    break i + 4 + BODY;
+                }
+            };
+            assert_eq!(
+                got.len(),
+                want,
+                "round {round}: nothing beyond the response"
+            );
+        }
     }
 }
