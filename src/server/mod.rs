@@ -156,8 +156,8 @@ pub async fn run(
                 let st = st.clone();
                 let in_flight = act.enter();
                 async move {
-                    let resp = ingest::handle(st, peer, req).await;
-                    drop(in_flight);
+                    let mut resp = ingest::handle(st, peer, req).await;
+                    in_flight.finish(&mut resp);
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             })
