@@ -407,11 +407,10 @@ mod tests {
 
     use super::*;
 
-    /// A response the client is slow to take stays stuck in hyper's writes for many
-    /// release periods; ending the connection then would cut it off.
-    #[tokio::test]
-    async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
-        const BODY: usize = 8 << 20; // more than the kernel's socket buffers hold
+    /// A loopback listener and the settings `serve_plain` gets, releasing after `release`.
+    async fn listen(
+        release: Duration,
+    ) -> (tokio::net::TcpListener, std::net::SocketAddr, Arc<Http>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut h1 = http1::Builder::new();
@@ -420,11 +419,20 @@ mod tests {
             http1: h1,
             auto: auto::Builder::new(TokioExecutor::new()),
             idle: Idle {
-                release_after: Some(Duration::from_millis(20)),
+                release_after: Some(release),
                 close_after: Duration::from_secs(30),
             },
             parked: metrics::Gauge::noop(),
         });
+        (listener, addr, http)
+    }
+
+    /// A response the client is slow to take stays stuck in hyper's writes for many
+    /// release periods; ending the connection then would cut it off.
+    #[tokio::test]
+    async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
+        const BODY: usize = 8 << 20; // more than the kernel's socket buffers hold
+        let (listener, addr, http) = listen(Duration::from_millis(20)).await;
         let (_stop_tx, stop) = watch::channel(false);
         let big = Bytes::from(vec![b'x'; BODY]);
         tokio::spawn(async move {
@@ -475,19 +483,7 @@ mod tests {
     /// `connection: close`, and then the connection closes.
     #[tokio::test]
     async fn a_response_finished_while_stopping_says_connection_close() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new());
-        let http = Arc::new(Http {
-            http1: h1,
-            auto: auto::Builder::new(TokioExecutor::new()),
-            idle: Idle {
-                release_after: Some(Duration::from_secs(1)),
-                close_after: Duration::from_secs(30),
-            },
-            parked: metrics::Gauge::noop(),
-        });
+        let (listener, addr, http) = listen(Duration::from_secs(1)).await;
         let (stop_tx, stop) = watch::channel(false);
         let served = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
