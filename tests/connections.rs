@@ -190,6 +190,35 @@ async fn http2_prior_knowledge_is_served_on_the_plain_port() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_without_requests_is_closed_after_the_idle_timeout() {
+    let gw = Gateway::start("header_read_timeout_ms = 500\n");
+    // A client that sends the HTTP/2 preface and then nothing: hyper's HTTP/2 server
+    // has no timer of its own for this.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // Read until EOF: the server's SETTINGS, then GOAWAY, then the close.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = [0u8; 256];
+        loop {
+            match s.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a silent HTTP/2 connection was held open");
+    let text = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "callhook_http_idle_closed_total 1"),
+        "idle close not counted"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_closes_parked_connections_promptly() {
     let mut gw = Gateway::start(&format!("{RELEASE}shutdown_grace_ms = 60000\n"));
     let mut held = Vec::new();

@@ -126,6 +126,42 @@ async fn tls_round_trip_over_http1_and_http2() {
 }
 
 #[tokio::test]
+async fn a_tls_client_that_sends_nothing_after_the_handshake_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let gw = Gateway::start(&format!(
+        "header_read_timeout_ms = 500\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    // Handshake done, no request: the server must not hold the connection forever.
+    let mut b = [0u8; 64];
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tls, &mut b),
+    )
+    .await;
+    assert!(
+        matches!(r, Ok(Ok(0) | Err(_))),
+        "a silent TLS connection was held open: {r:?}"
+    );
+}
+
+#[tokio::test]
 async fn bad_tls_files_are_refused_by_check_config() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");

@@ -139,9 +139,17 @@ pub(super) async fn serve_plain<S, F>(
     }
     let act = Arc::new(Activity::default());
     if H2_PREFACE.starts_with(&head[..n]) {
-        let service = make_service(act);
+        let service = make_service(act.clone());
         // Boxed: the HTTP/2 connection state would otherwise size every plain task.
-        Box::pin(serve_hyper(&http.auto, stream, service, stop)).await;
+        Box::pin(serve_hyper(
+            &http.auto,
+            stream,
+            service,
+            &act,
+            idle.close_after,
+            stop,
+        ))
+        .await;
         return;
     }
     let mut stream = stream;
@@ -218,11 +226,18 @@ pub(super) async fn serve_plain<S, F>(
 }
 
 /// Serves a connection with the HTTP/1-or-2 builder (TLS, HTTP/2), shutting it down
-/// gracefully when `stop` fires.
+/// gracefully when `stop` fires or when no request has been in progress or begun for
+/// `idle` (checked every `idle`, so a quiet connection closes after one to two periods).
+///
+/// The idle check matters where hyper has no timer of its own: the auto builder's
+/// protocol sniff (a TLS client that finishes the handshake and sends nothing) and
+/// HTTP/2 connections without streams. Graceful: HTTP/2 gets a GOAWAY.
 pub(super) async fn serve_hyper<I, S>(
     auto: &auto::Builder<hyper_util::rt::TokioExecutor>,
     io: I,
     service: S,
+    act: &Activity,
+    idle: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -236,14 +251,35 @@ pub(super) async fn serve_hyper<I, S>(
 {
     let conn = auto.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    let mut idle_close = false;
     if !*stop.borrow() {
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = stop.changed() => {}
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+        let mut seen = act.requests.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.changed() => break,
+                _ = check.tick() => {
+                    let now = act.requests.load(Ordering::Relaxed);
+                    if now == seen && act.in_flight.load(Ordering::Relaxed) == 0 {
+                        metrics::counter!("callhook_http_idle_closed_total").increment(1);
+                        idle_close = true;
+                        break;
+                    }
+                    seen = now;
+                }
+            }
         }
     }
+    act.stop.store(true, Ordering::Relaxed);
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    if idle_close {
+        // Nothing in flight; an HTTP/2 client that never answers the GOAWAY's PING would
+        // otherwise keep the connection open.
+        let _ = tokio::time::timeout(idle, conn).await;
+    } else {
+        let _ = conn.await;
+    }
 }
 
 /// Waits until the socket has bytes (or EOF) to read; false on timeout or stop.

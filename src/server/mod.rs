@@ -181,8 +181,10 @@ pub async fn run(
                         Ok(Ok(tls)) => tls,
                         _ => return, // failed or too slow handshake: nothing to answer
                     };
-                    let service = make_service(Arc::new(conn::Activity::default()));
-                    conn::serve_hyper(&http.auto, tls, service, stop).await;
+                    let act = Arc::new(conn::Activity::default());
+                    let service = make_service(act.clone());
+                    let idle = http.idle.close_after;
+                    conn::serve_hyper(&http.auto, tls, service, &act, idle, stop).await;
                 });
             }
         }

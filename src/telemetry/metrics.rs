@@ -50,6 +50,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Keep-alive connections waiting for their next request without HTTP buffers (idle_release_ms).",
     ),
     (
+        "callhook_http_idle_closed_total",
+        'c',
+        None,
+        "TLS and HTTP/2 connections closed for having no request within header_read_timeout_ms.",
+    ),
+    (
         "callhook_http_connections_rejected_total",
         'c',
         None,
