@@ -20,12 +20,24 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (cert, key, ck.cert.der().to_vec())
 }
 
-async fn tls_request(
+/// A gateway terminating TLS with a fresh self-signed certificate (returned, DER) and
+/// `extra` server settings.
+fn tls_gateway(dir: &std::path::Path, extra: &str) -> (Gateway, Vec<u8>) {
+    let (cert, key, der) = self_signed(dir);
+    let gw = Gateway::start(&format!(
+        "{extra}[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    (gw, der)
+}
+
+/// A TLS connection trusting only `der`, offering `alpn`.
+async fn tls_connect(
     addr: std::net::SocketAddr,
     der: &[u8],
     alpn: &[u8],
-    body: &'static str,
-) -> (u16, Vec<u8>) {
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
@@ -40,7 +52,16 @@ async fn tls_request(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+async fn tls_request(
+    addr: std::net::SocketAddr,
+    der: &[u8],
+    alpn: &[u8],
+    body: &'static str,
+) -> (u16, Vec<u8>) {
+    let tls = tls_connect(addr, der, alpn).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(alpn),
@@ -79,12 +100,7 @@ async fn tls_request(
 #[tokio::test]
 async fn tls_round_trip_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = self_signed(dir.path());
-    let gw = Gateway::start(&format!(
-        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.display(),
-        key.display()
-    ));
+    let (gw, der) = tls_gateway(dir.path(), "");
     let (s1, _) = tls_request(
         gw.addr,
         &der,
@@ -128,26 +144,8 @@ async fn tls_round_trip_over_http1_and_http2() {
 #[tokio::test]
 async fn a_tls_client_that_sends_nothing_after_the_handshake_is_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = self_signed(dir.path());
-    let gw = Gateway::start(&format!(
-        "header_read_timeout_ms = 500\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.display(),
-        key.display()
-    ));
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(der))
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let (gw, der) = tls_gateway(dir.path(), "header_read_timeout_ms = 500\n");
+    let mut tls = tls_connect(gw.addr, &der, b"http/1.1").await;
     // Handshake done, no request: the server must not hold the connection forever.
     let mut b = [0u8; 64];
     let r = tokio::time::timeout(
