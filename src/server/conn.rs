@@ -254,6 +254,8 @@ pub(super) async fn serve_hyper<I, S>(
     let mut idle_close = false;
     if !*stop.borrow() {
         let mut check = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+        // A late tick must not be followed at once by another: two ticks make one period.
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = act.requests.load(Ordering::Relaxed);
         loop {
             tokio::select! {
