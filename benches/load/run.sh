@@ -40,45 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PIN_SERVER="taskset -c 0"
-PIN_CLIENT="taskset -c 1"
-taskset -c 0 true 2>/dev/null || { PIN_SERVER=""; PIN_CLIENT=""; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Request bodies in Vonage's compact wire form.
-compact() { python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",",":")), end="")' "$1"; }
-EVENT=$(compact tests/fixtures/seed-inbound-completed.json)
-INBOUND=$(compact tests/fixtures/messages-inbound-sms.json)
-ANSWER_Q='from=441234567890&to=442038297050&uuid=0779a56d002f1c7f47f82ef5fe84ab79&conversation_uuid=CON-8f5a100c-fbce-4218-8d4b-16341335bcd6'
-
-lua_post() { # body path [authorization token]
-  python3 - "$1" "$2" "${3:-}" <<'PY'
-import json, sys
-body, path, tok = sys.argv[1], sys.argv[2], sys.argv[3]
-print(f'wrk.method = "POST"\nwrk.path = {json.dumps(path)}\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"')
-if tok:
-    print(f'wrk.headers["Authorization"] = "Bearer {tok}"')
-PY
-}
-lua_mixed() {
-  python3 - "$EVENT" "$INBOUND" "$ANSWER_Q" <<'PY'
-import json, sys
-ev, inb, q = sys.argv[1:4]
-print(f'''local reqs = {{
-  wrk.format("POST", "/webhooks/voice/event", {{["Host"]="bench", ["Content-Type"]="application/json"}}, {json.dumps(ev)}),
-  wrk.format("POST", "/webhooks/voice/event", {{["Host"]="bench", ["Content-Type"]="application/json"}}, {json.dumps(ev)}),
-  wrk.format("POST", "/webhooks/messages/inbound", {{["Host"]="bench", ["Content-Type"]="application/json"}}, {json.dumps(inb)}),
-  wrk.format("GET", "/webhooks/voice/answer?{q}", {{["Host"]="bench"}}, nil),
-}}
-local i = 0
-request = function() i = i + 1; return reqs[(i % #reqs) + 1] end''')
-PY
-}
-lua_post "$EVENT" /webhooks/voice/event > "$WORK/event.lua"
-lua_post "$INBOUND" /webhooks/messages/inbound > "$WORK/inbound.lua"
-lua_mixed > "$WORK/mixed.lua"
-printf 'wrk.method = "GET"\nwrk.path = "/webhooks/voice/answer?%s"\n' "$ANSWER_Q" > "$WORK/answer.lua"
+# shellcheck source=benches/load/workloads.sh
+. benches/load/workloads.sh
+write_workloads "$WORK"
 
 # Signatures: one Vonage-style token per body; the same jti with the same payload is
 # accepted as Vonage's idempotent retry, so one token serves the whole run.
@@ -108,10 +72,8 @@ capabilities = [\"voice\", \"messages\", \"rtc\"]"
 start_callhook() { # name durability extra-toml -> port
   local port
   port=$(free_port)
-  {
-    printf '[server]\nlisten = "127.0.0.1:%s"\n[spool]\ndurability = "%s"\nretention_bytes = 1073741824\n[log]\nlevel = "warn"\n%s\n' "$port" "$2" "$3"
-    sed -n '/^\[answer.default\]/,/^# -----/p' deploy/config/callhook.toml | grep -v '^# ---'
-  } > "$WORK/$1.toml"
+  callhook_config "$port" "$2" "retention_bytes = 1073741824
+$3" > "$WORK/$1.toml"
   $PIN_SERVER "${SERVE_BIN:-$BIN}" serve --config "$WORK/$1.toml" --data-dir "$WORK/$1-data" > "$WORK/$1.out" 2> "$WORK/$1.err" &
   echo $! > "$WORK/$1.pid"
   for _ in $(seq 1 100); do grep -q listening "$WORK/$1.out" 2>/dev/null && break; sleep 0.1; done

@@ -141,15 +141,7 @@ pub(super) async fn serve_plain<S, F>(
     if H2_PREFACE.starts_with(&head[..n]) {
         let service = make_service(act.clone());
         // Boxed: the HTTP/2 connection state would otherwise size every plain task.
-        Box::pin(serve_hyper(
-            &http.auto,
-            stream,
-            service,
-            &act,
-            idle.close_after,
-            stop,
-        ))
-        .await;
+        Box::pin(serve_hyper(&http, stream, service, &act, stop)).await;
         return;
     }
     let mut stream = stream;
@@ -227,17 +219,17 @@ pub(super) async fn serve_plain<S, F>(
 
 /// Serves a connection with the HTTP/1-or-2 builder (TLS, HTTP/2), shutting it down
 /// gracefully when `stop` fires or when no request has been in progress or begun for
-/// `idle` (checked every `idle`, so a quiet connection closes after one to two periods).
+/// the idle timeout (checked once per timeout, so a quiet connection closes after one to
+/// two of them).
 ///
 /// The idle check matters where hyper has no timer of its own: the auto builder's
 /// protocol sniff (a TLS client that finishes the handshake and sends nothing) and
 /// HTTP/2 connections without streams. Graceful: HTTP/2 gets a GOAWAY.
 pub(super) async fn serve_hyper<I, S>(
-    auto: &auto::Builder<hyper_util::rt::TokioExecutor>,
+    http: &Http,
     io: I,
     service: S,
     act: &Activity,
-    idle: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -249,8 +241,9 @@ pub(super) async fn serve_hyper<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let conn = auto.serve_connection(TokioIo::new(io), service);
+    let conn = http.auto.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    let idle = http.idle.close_after;
     let mut idle_close = false;
     if !*stop.borrow() {
         let mut check = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);

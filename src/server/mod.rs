@@ -183,8 +183,7 @@ pub async fn run(
                     };
                     let act = Arc::new(conn::Activity::default());
                     let service = make_service(act.clone());
-                    let idle = http.idle.close_after;
-                    conn::serve_hyper(&http.auto, tls, service, &act, idle, stop).await;
+                    conn::serve_hyper(&http, tls, service, &act, stop).await;
                 });
             }
         }
