@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use simd_json::BorrowedValue;
 
-use super::query::parse_query;
+use super::query::{decode, raw_pairs};
 
 /// The answer request fields callhook routes on.
 ///
@@ -58,8 +58,9 @@ impl<'a> AnswerRequest<'a> {
     /// Reads a GET answer webhook's query string (URL-decoded; first value of a key wins).
     pub fn from_query(query: &'a str) -> Self {
         let mut req = AnswerRequest::default();
-        for (key, value) in parse_query(query) {
-            let slot = match key.as_ref() {
+        // Keys are matched before values are decoded: most parameters are never used.
+        for (key, value) in raw_pairs(query) {
+            let slot = match decode(key).as_ref() {
                 "to" => &mut req.to,
                 "from" => &mut req.from,
                 "from_user" => &mut req.from_user,
@@ -68,14 +69,14 @@ impl<'a> AnswerRequest<'a> {
                 "conversation_uuid" => &mut req.conversation_uuid,
                 "custom_data" => {
                     if matches!(req.custom.source, CustomSource::Absent) {
-                        req.custom.source = CustomSource::Encoded(value);
+                        req.custom.source = CustomSource::Encoded(decode(value));
                     }
                     continue;
                 }
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(value);
+                *slot = Some(decode(value));
             }
         }
         req

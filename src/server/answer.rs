@@ -29,18 +29,18 @@ pub struct AnswerCall<'a> {
 pub async fn answer(state: &AppState, call: AnswerCall<'_>) -> Result<Response<Body>, IngestError> {
     let mut scratch = Vec::new();
     let parsed;
-    let (req, inspection) = if call.is_get {
-        (
-            AnswerRequest::from_query(call.query),
-            webhook::inspect_query(call.kind, call.query),
-        )
+    let req = if call.is_get {
+        AnswerRequest::from_query(call.query)
     } else {
         parsed = webhook::parse_borrowed(call.body, &mut scratch)?;
-        (
-            AnswerRequest::from_json(&parsed),
-            webhook::inspect_value(call.kind, &parsed),
-        )
+        AnswerRequest::from_json(&parsed)
     };
+    // The record's key comes from the ids just read: no second pass over query or body.
+    let inspection = webhook::inspect_answer(
+        call.kind,
+        req.conversation_uuid.as_deref(),
+        req.uuid.as_deref(),
+    );
     let req = req.with_application_id(call.app.map(AppId::as_str));
     let rule = state.answer.select(&req);
     let ncco = if call.kind == WebhookKind::VoiceFallback {
@@ -82,7 +82,11 @@ async fn render(
     }
     let suffix = upstream_suffix(call);
     let up = upstream_request(call, &suffix);
-    state.upstream.answer_or_fallback(rule, up, req).await.0
+    // Boxed: the HTTP client's future is large, and every answer future (most never take
+    // this branch) would otherwise carry its size and be copied at that size per request.
+    Box::pin(state.upstream.answer_or_fallback(rule, up, req))
+        .await
+        .0
 }
 
 /// Voice events that may carry an NCCO back (`input`, `notify`): the matching rule's
@@ -109,7 +113,7 @@ pub async fn event_reply(state: &AppState, call: AnswerCall<'_>) -> Response<Bod
     };
     let suffix = upstream_suffix(&call);
     let up = upstream_request(&call, &suffix);
-    match state.upstream.answer(target, up).await {
+    match Box::pin(state.upstream.answer(target, up)).await {
         Ok(ncco) => respond::json(StatusCode::OK, ncco),
         Err(_) => respond::accepted(),
     }

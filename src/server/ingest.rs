@@ -145,6 +145,7 @@ async fn webhook(
         query,
         is_get,
         path_app.as_deref(),
+        received_us / 1_000_000,
     )?;
 
     // Answers render an NCCO without waiting on the disk (see `answer`).
@@ -182,7 +183,8 @@ async fn webhook(
     state.spool.append(record).await?;
     count_accepted(kind, label, recognized);
     if may_carry_ncco {
-        return Ok(answer::event_reply(state, call).await);
+        // Boxed for the reason `answer::render` boxes its upstream call.
+        return Ok(Box::pin(answer::event_reply(state, call)).await);
     }
     Ok(respond::accepted())
 }
@@ -219,6 +221,7 @@ pub(super) fn new_record(
 
 /// Applies the signature policy of the route's applications (see `verify`): the JWT when
 /// there is an `Authorization` header, the legacy `sig` when a GET carries one instead.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn verify(
     state: &AppState,
     kind: WebhookKind,
@@ -227,22 +230,22 @@ fn verify(
     query: &str,
     is_get: bool,
     path_app: Option<&str>,
+    now_unix: i64,
 ) -> Result<Option<AppId>, IngestError> {
     let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    let verdict =
-        if authorization.is_none() && is_get && webhook::query::get(query, "sig").is_some() {
-            let params: Vec<_> = webhook::query::pairs(query).collect();
-            state.verifier.verify_legacy(path_app, &params)
-        } else {
-            state.verifier.verify(&SignedRequest {
-                capability: capability(kind),
-                authorization,
-                body: if is_get { &[] } else { body },
-                query: is_get.then_some(query),
-                path_app,
-                now_unix: (now_us() / 1_000_000),
-            })
-        };
+    let verdict = if authorization.is_none() && is_get && webhook::query::has(query, "sig") {
+        let params: Vec<_> = webhook::query::pairs(query).collect();
+        state.verifier.verify_legacy(path_app, &params)
+    } else {
+        state.verifier.verify(&SignedRequest {
+            capability: capability(kind),
+            authorization,
+            body: if is_get { &[] } else { body },
+            query: is_get.then_some(query),
+            path_app,
+            now_unix,
+        })
+    };
     match verdict {
         Verdict::Accept { app, .. } => Ok(app.or_else(|| path_app.map(AppId::from))),
         Verdict::Unsigned => Err(IngestError::Unsigned),
@@ -288,6 +291,10 @@ async fn read_body(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::BodyTooLarge { limit });
+    }
+    // A GET answer has no body: no timer to arm, nothing to collect.
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Bytes::new());
     }
     let ms = cfg.request_timeout_ms;
     match tokio::time::timeout(

@@ -107,7 +107,7 @@ impl Fields for Query<'_> {
         query::get(self.0, name)
     }
     fn has(&self, name: &str) -> bool {
-        query::pairs(self.0).any(|(k, _)| k == name)
+        query::has(self.0, name)
     }
     fn nested(&self, _path: &[&str]) -> Option<Cow<'_, str>> {
         None
@@ -283,6 +283,37 @@ pub fn inspect_value(kind: WebhookKind, v: &simd_json::BorrowedValue<'_>) -> Ins
 /// Inspects a GET webhook's query string. Never fails: any query is accepted.
 pub fn inspect_query(kind: WebhookKind, q: &str) -> Inspection {
     inspect_fields(kind, &Query(q))
+}
+
+/// An answer webhook's inspection from the ids the answer path has already read
+/// (`AnswerRequest`), so its query or body is not scanned a second time. Agrees with
+/// [`inspect_query`] and [`inspect_value`]: the key is the first non-empty of
+/// `conversation_uuid` and `uuid`, the type the kind's label.
+///
+/// # Panics
+/// In debug builds, for a kind that is not an answer (`voice.answer`, `voice.fallback`).
+pub fn inspect_answer(
+    kind: WebhookKind,
+    conversation_uuid: Option<&str>,
+    uuid: Option<&str>,
+) -> Inspection {
+    debug_assert!(matches!(
+        kind,
+        WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback
+    ));
+    let key = [conversation_uuid, uuid]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty());
+    let label = label_for(kind, "");
+    Inspection {
+        label,
+        key: key
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .unwrap_or_default(),
+        etype: Bytes::from_static(label.as_bytes()),
+        recognized: key.is_some(),
+    }
 }
 
 fn first<'a>(f: &'a dyn Fields, names: &[&str]) -> Option<Cow<'a, str>> {

@@ -8,7 +8,8 @@ pub mod query;
 use serde::Serialize;
 
 pub use inspect::{
-    BodyError, Inspection, inspect_body, inspect_query, inspect_value, parse_borrowed,
+    BodyError, Inspection, inspect_answer, inspect_body, inspect_query, inspect_value,
+    parse_borrowed,
 };
 
 /// Every webhook callhook accepts. The discriminant is the spool record's kind byte, so it

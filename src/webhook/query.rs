@@ -4,10 +4,28 @@
 use std::borrow::Cow;
 
 pub use crate::ncco::query::{decode, parse_query as pairs};
+use crate::ncco::query::{key_is, raw_pairs};
 
-/// The first value for `name`, decoded.
+/// The first value for `name`, decoded (only that value is).
 pub fn get<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    pairs(query).find(|(k, _)| k == name).map(|(_, v)| v)
+    raw_pairs(query)
+        .find(|(k, _)| key_is(k, name))
+        .map(|(_, v)| decode(v))
+}
+
+/// Whether the query has a `name` parameter, decoding nothing but escaped keys.
+pub fn has(query: &str, name: &str) -> bool {
+    may_have(query, name) && raw_pairs(query).any(|(k, _)| key_is(k, name))
+}
+
+/// False only when no key can decode to `name`: for a plain name (letters, digits, `_`)
+/// such a key is either the name itself or holds a `%` escape. One SIMD pass or two,
+/// instead of splitting every pair (the signature check asks every GET for `sig`).
+fn may_have(query: &str, name: &str) -> bool {
+    let q = query.as_bytes();
+    !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || memchr::memchr(b'%', q).is_some()
+        || memchr::memmem::find(q, name.as_bytes()).is_some()
 }
 
 #[cfg(test)]
@@ -32,5 +50,9 @@ mod tests {
             ]
         );
         assert_eq!(get(q, "to").as_deref(), Some("Alice"));
+        assert_eq!(get("a=1&%73ig=x", "sig").as_deref(), Some("x"));
+        assert!(has("a=1&sig", "sig") && !has("a=1&sign=2", "sig"));
+        assert!(has("a=1&%73ig=2", "sig") && !has("a=sig", "sig"));
+        assert!(has("a+b=1", "a b") && !has("a=1", "a b"));
     }
 }

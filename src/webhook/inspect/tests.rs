@@ -238,4 +238,50 @@ fn the_answer_path_takes_big_integers_too() {
         &inspect_value(WebhookKind::VoiceAnswer, &v).key[..],
         b"CON-n"
     );
+    assert_eq!(
+        answer_from_body(WebhookKind::VoiceAnswer, body),
+        inspect_value(WebhookKind::VoiceAnswer, &v)
+    );
+}
+
+/// What the answer path records: `inspect_answer` over the ids `AnswerRequest` read.
+fn answer_from_query(kind: WebhookKind, q: &str) -> Inspection {
+    let req = crate::ncco::AnswerRequest::from_query(q);
+    inspect_answer(kind, req.conversation_uuid.as_deref(), req.uuid.as_deref())
+}
+
+fn answer_from_body(kind: WebhookKind, body: &[u8]) -> Inspection {
+    let mut scratch = Vec::new();
+    let v = parse_borrowed(body, &mut scratch).unwrap();
+    let req = crate::ncco::AnswerRequest::from_json(&v);
+    inspect_answer(kind, req.conversation_uuid.as_deref(), req.uuid.as_deref())
+}
+
+#[test]
+fn answer_inspection_from_the_request_matches_the_general_one() {
+    let q = as_query("seed-inbound-answer-query.json");
+    for kind in [WebhookKind::VoiceAnswer, WebhookKind::VoiceFallback] {
+        for q in [
+            q.as_str(),
+            "uuid=leg-1",
+            "conversation_uuid=&uuid=leg-1",
+            "conversation_uuid=&conversation_uuid=CON-2&uuid=leg-1",
+            "conversation%5Fuuid=CON-3",
+            "from=1",
+            "",
+        ] {
+            assert_eq!(answer_from_query(kind, q), inspect_query(kind, q), "{q}");
+        }
+        for body in [
+            &fixture("voice-answer-post-client-sdk.json")[..],
+            br#"{"conversation_uuid":"","uuid":"leg-1"}"#,
+            br#"{"conversation_uuid":null,"uuid":"leg-1"}"#,
+            br#"{"conversation_uuid":7}"#,
+            br#"{}"#,
+        ] {
+            let mut scratch = Vec::new();
+            let v = parse_borrowed(body, &mut scratch).unwrap();
+            assert_eq!(answer_from_body(kind, body), inspect_value(kind, &v));
+        }
+    }
 }
