@@ -25,7 +25,9 @@ fn may_have(query: &str, name: &str) -> bool {
     let q = query.as_bytes();
     !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         || memchr::memchr(b'%', q).is_some()
-        || memchr::memmem::find(q, name.as_bytes()).is_some()
+        || name.bytes().next().is_some_and(|first| {
+            memchr::memchr_iter(first, q).any(|at| q[at..].starts_with(name.as_bytes()))
+        })
 }
 
 #[cfg(test)]
