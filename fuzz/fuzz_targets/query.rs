@@ -1,10 +1,13 @@
-//! Query strings: `webhook::query::{pairs, decode, get}`, `webhook::inspect_query`, the
-//! answer view `AnswerRequest::from_query` and the GET `payload_hash` canonicalisation.
+//! Query strings: `webhook::query::{pairs, decode, get, has}`, `webhook::inspect_query`
+//! and `inspect_answer`, the answer view `AnswerRequest::from_query` and the GET
+//! `payload_hash` canonicalisation.
 //!
 //! Invariants: never panics; `decode` of a string without `%` or `+` returns it borrowed and
 //! unchanged; `decode` and `pairs` agree with an independent reference decoder; `get` is the
-//! first pair's value; percent-encoding then decoding is the identity; the inspection obeys
-//! `check_inspection`; `from_query` takes the first value of each key; the GET payload hash
+//! first pair's value and `has` whether there is one (also for names absent from the
+//! query, where its fast rejection applies); percent-encoding then decoding is the identity; the inspection obeys
+//! `check_inspection`; `inspect_answer` over the answer view equals `inspect_query` for the
+//! answer kinds; `from_query` takes the first value of each key; the GET payload hash
 //! equals SHA-256 of the documented canonical JSON.
 #![no_main]
 
@@ -37,6 +40,11 @@ fuzz_target!(|data: &[u8]| {
     for (k, _) in want.iter().take(8) {
         let first = want.iter().find(|(k2, _)| k2 == k).map(|(_, v)| v.as_str());
         assert_eq!(query::get(q, k).as_deref(), first, "get({k:?})");
+        assert!(query::has(q, k), "has({k:?})");
+    }
+    for name in ["sig", "to", "a b", "x_1", "%"] {
+        let present = want.iter().any(|(k, _)| k == name);
+        assert_eq!(query::has(q, name), present, "has({name:?}) for {q:?}");
     }
 
     // inspection
@@ -64,6 +72,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(req.endpoint_type.as_deref(), first("endpoint_type"));
     assert_eq!(req.uuid.as_deref(), first("uuid"));
     assert_eq!(req.conversation_uuid.as_deref(), first("conversation_uuid"));
+    for kind in [WebhookKind::VoiceAnswer, WebhookKind::VoiceFallback] {
+        assert_eq!(
+            webhook::inspect_answer(kind, req.conversation_uuid.as_deref(), req.uuid.as_deref()),
+            webhook::inspect_query(kind, q),
+            "the answer path's record key and type for {q:?}"
+        );
+    }
     let _ = req.custom("x");
 
     // GET payload_hash canonicalisation

@@ -23,11 +23,12 @@ pub fn has(query: &str, name: &str) -> bool {
 /// instead of splitting every pair (the signature check asks every GET for `sig`).
 fn may_have(query: &str, name: &str) -> bool {
     let q = query.as_bytes();
+    let Some(first) = name.bytes().next() else {
+        return true; // an empty key (`=v`) is a pair too
+    };
     !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         || memchr::memchr(b'%', q).is_some()
-        || name.bytes().next().is_some_and(|first| {
-            memchr::memchr_iter(first, q).any(|at| q[at..].starts_with(name.as_bytes()))
-        })
+        || memchr::memchr_iter(first, q).any(|at| q[at..].starts_with(name.as_bytes()))
 }
 
 #[cfg(test)]
@@ -56,5 +57,6 @@ mod tests {
         assert!(has("a=1&sig", "sig") && !has("a=1&sign=2", "sig"));
         assert!(has("a=1&%73ig=2", "sig") && !has("a=sig", "sig"));
         assert!(has("a+b=1", "a b") && !has("a=1", "a b"));
+        assert!(has("a&=1", "") && !has("a=1", ""));
     }
 }
