@@ -80,27 +80,10 @@ $3" > "$WORK/$1.toml"
   grep -q listening "$WORK/$1.out" || { cat "$WORK/$1.err" >&2; exit 1; }
   echo "$port"
 }
-start_nginx() {
+new_nginx() {
   local port
   port=$(free_port)
-  mkdir -p "$WORK/nginx-body"
-  printf '%s\n' \
-    "worker_processes 1;" \
-    "pid $WORK/nginx.pid;" \
-    "error_log $WORK/nginx.err warn;" \
-    "events { worker_connections 4096; }" \
-    "http {" \
-    "  access_log off;" \
-    "  client_body_temp_path $WORK/nginx-body;" \
-    "  server {" \
-    "    listen 127.0.0.1:$port;" \
-    "    keepalive_requests 1000000;" \
-    "    location /webhooks/voice/answer { default_type application/json; return 200 '[{\"action\":\"talk\",\"text\":\"Thanks for calling.\"}]'; }" \
-    "    location / { return 200; }" \
-    "  }" \
-    "}" > "$WORK/nginx.conf"
-  $PIN_SERVER nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.err" -g 'daemon on;'
-  sleep 0.3
+  start_nginx "$WORK" "$port"
   echo "$port"
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -135,7 +118,7 @@ print(f"{rps:.0f} {p('50.000'):.3f} {p('99.000'):.3f} {p('99.900'):.3f} {err}")
 PY
 }
 
-NGINX=$(start_nginx)
+NGINX=$(new_nginx)
 FSYNC=$(start_callhook fsync fsync "")
 OS=$(start_callhook os os "")
 SIGNED=$(start_callhook signed fsync "$SIGNED_CFG")

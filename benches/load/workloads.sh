@@ -1,6 +1,6 @@
-# Shared by run.sh and ab.sh (sourced, from the repository root): CPU pinning, ports,
-# callhook's config, and the wrk scripts of the four workloads, so that both drive
-# callhook the same way and their figures compare.
+# Shared by run.sh, ab.sh and instructions.sh (sourced, from the repository root): CPU
+# pinning, ports, callhook's config, the nginx ceiling, and the wrk scripts of the four
+# workloads, so that all drive callhook the same way and their figures compare.
 
 PIN_SERVER="taskset -c 0"
 PIN_CLIENT="taskset -c 1"
@@ -18,6 +18,30 @@ ANSWER_Q='from=441234567890&to=442038297050&uuid=0779a56d002f1c7f47f82ef5fe84ab7
 callhook_config() { # port durability [extra-toml]
   printf '[server]\nlisten = "127.0.0.1:%s"\n[spool]\ndurability = "%s"\n%s\n[log]\nlevel = "warn"\n' "$1" "$2" "${3:-}"
   sed -n '/^\[answer.default\]/,/^# -----/p' deploy/config/callhook.toml | grep -v '^# ---'
+}
+
+# The ceiling: nginx (one worker, pinned like callhook) answering the same paths with a
+# fixed `return 200`, no parsing, no disk. Its master's pid ends up in DIR/nginx.pid.
+start_nginx() { # dir port
+  mkdir -p "$1/nginx-body"
+  printf '%s\n' \
+    "worker_processes 1;" \
+    "pid $1/nginx.pid;" \
+    "error_log $1/nginx.err warn;" \
+    "events { worker_connections 4096; }" \
+    "http {" \
+    "  access_log off;" \
+    "  client_body_temp_path $1/nginx-body;" \
+    "  server {" \
+    "    listen 127.0.0.1:$2;" \
+    "    keepalive_requests 1000000;" \
+    "    location /webhooks/voice/answer { default_type application/json; return 200 '[{\"action\":\"talk\",\"text\":\"Thanks for calling.\"}]'; }" \
+    "    location / { return 200; }" \
+    "  }" \
+    "}" > "$1/nginx.conf"
+  $PIN_SERVER nginx -c "$1/nginx.conf" -e "$1/nginx.err" -g 'daemon on;'
+  for _ in $(seq 1 50); do [ -s "$1/nginx.pid" ] && break; sleep 0.1; done
+  sleep 0.2
 }
 
 lua_post() { # body path [authorization token]
