@@ -22,10 +22,7 @@ W=$(mktemp -d)
 trap 'for f in "$W"/pid*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
-case $WL in
-  answer | event | inbound | mixed) write_workloads "$W" ;;
-  *) echo "ab: workload is answer, event, inbound or mixed" >&2; exit 2 ;;
-esac
+use_workload ab "$WL" "$W"
 # utime + stime of a process, all threads, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 i=0

@@ -22,10 +22,7 @@ W=$(mktemp -d)
 trap '[ -f "$W/pid" ] && kill "$(cat "$W/pid")" 2>/dev/null; rm -rf "$W"' EXIT
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
-case $WL in
-  answer | event | inbound | mixed) write_workloads "$W" ;;
-  *) echo "instructions: workload is answer, event, inbound or mixed" >&2; exit 2 ;;
-esac
+use_workload instructions "$WL" "$W"
 for b in "$@"; do
   [ -x "$b" ] || { echo "instructions: $b is not an executable" >&2; exit 1; }
   port=$(free_port)

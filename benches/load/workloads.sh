@@ -69,6 +69,15 @@ request = function() i = i + 1; return reqs[(i % #reqs) + 1] end''')
 PY
 }
 
+# Checks WORKLOAD is one of the four and writes their wrk scripts to DIR (TOOL names the
+# calling script in the error).
+use_workload() { # tool workload dir
+  case $2 in
+    answer | event | inbound | mixed) write_workloads "$3" ;;
+    *) echo "$1: workload is answer, event, inbound or mixed" >&2; exit 2 ;;
+  esac
+}
+
 # DIR/answer.lua, event.lua, inbound.lua and mixed.lua.
 write_workloads() { # dir
   printf 'wrk.method = "GET"\nwrk.path = "/webhooks/voice/answer?%s"\n' "$ANSWER_Q" > "$1/answer.lua"
