@@ -292,7 +292,7 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::BodyTooLarge { limit });
     }
-    // A GET answer has no body: no timer to arm, nothing to collect.
+    // A request without a body (a GET answer): no timeout to set up, nothing to collect.
     if hyper::body::Body::is_end_stream(&body) {
         return Ok(Bytes::new());
     }

@@ -286,8 +286,8 @@ pub fn inspect_query(kind: WebhookKind, q: &str) -> Inspection {
 }
 
 /// An answer webhook's inspection from the ids the answer path has already read
-/// (`AnswerRequest`), so its query or body is not scanned a second time. Agrees with
-/// [`inspect_query`] and [`inspect_value`]: the key is the first non-empty of
+/// (`AnswerRequest`), so its query or body is not scanned a second time; [`inspect_query`]
+/// and [`inspect_value`] use it for answers too. The key is the first non-empty of
 /// `conversation_uuid` and `uuid`, the type the kind's label.
 ///
 /// # Panics
@@ -329,16 +329,13 @@ fn nested<'a>(f: &'a dyn Fields, path: &[&str]) -> Option<Cow<'a, str>> {
 
 fn inspect_fields(kind: WebhookKind, f: &dyn Fields) -> Inspection {
     let (key, etype): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match kind {
+        // One rule for answers, whether read here or from the answer path's request.
         WebhookKind::VoiceAnswer | WebhookKind::VoiceFallback => {
-            let label = if kind == WebhookKind::VoiceAnswer {
-                "answer"
-            } else {
-                "fallback"
-            };
-            (
-                first(f, &["conversation_uuid", "uuid"]),
-                Some(Cow::Borrowed(label)),
-            )
+            return inspect_answer(
+                kind,
+                f.text("conversation_uuid").as_deref(),
+                f.text("uuid").as_deref(),
+            );
         }
         WebhookKind::VoiceEvent => (
             first(
