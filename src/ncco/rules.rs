@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use metrics::{Key, Label, Level, Metadata};
+use serde_json::Value;
 
 use super::action::{Action, Ncco};
 use super::config::{
@@ -89,7 +90,7 @@ impl AnswerPlan {
             (None, Some(_)) => default_fallback.clone(),
             (ncco, None) => {
                 let ncco = match ncco {
-                    Some(v) => Arc::new(Template::compile(v, &dp.key("ncco"))?),
+                    Some(v) => Arc::new(config_template(v, &dp.key("ncco"))?),
                     None => Arc::new(Template::fixed(&talk(DEFAULT_ANSWER_TEXT))),
                 };
                 let on_invalid = optional(d.on_invalid.as_ref(), &dp.key("on_invalid"))?;
@@ -282,7 +283,7 @@ fn compile_rule(
             fallback.clone()
         }
         (Some(ncco), None) => {
-            let mut steps = vec![Some(Arc::new(Template::compile(ncco, &rp.key("ncco"))?))];
+            let mut steps = vec![Some(Arc::new(config_template(ncco, &rp.key("ncco"))?))];
             steps.push(optional(rc.on_invalid.as_ref(), &rp.key("on_invalid"))?);
             steps.extend(default_answer.iter().cloned().map(Some));
             chain(steps)
@@ -302,7 +303,7 @@ fn optional(
     v: Option<&serde_json::Value>,
     p: &Path<'_>,
 ) -> Result<Option<Arc<Template>>, NccoError> {
-    v.map(|v| Template::compile(v, p).map(Arc::new)).transpose()
+    v.map(|v| config_template(v, p).map(Arc::new)).transpose()
 }
 
 /// Drops absent steps and everything after the first static one (unreachable).
@@ -475,4 +476,30 @@ fn contains(sorted: &[Box<str>], value: &str) -> bool {
 
 fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A config NCCO compiled, after refusing what the TOML source cannot have meant.
+fn config_template(value: &Value, path: &Path<'_>) -> Result<Template, NccoError> {
+    no_null(value, path)?;
+    Template::compile(value, path)
+}
+
+/// TOML has no null, so a null in a config NCCO is a number TOML allows and JSON cannot
+/// carry (`inf`, `nan`), which serde_json turned into null. Refused with its path: read as
+/// an absent field it would vanish silently, and the config could not be rendered back.
+fn no_null(value: &Value, path: &Path<'_>) -> Result<(), NccoError> {
+    match value {
+        Value::Null => Err(path.error(
+            rule::TYPE,
+            "not a finite number (inf and nan have no JSON form)",
+        )),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| no_null(v, &path.index(i))),
+        Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(k, v)| no_null(v, &path.key(k))),
+        _ => Ok(()),
+    }
 }

@@ -370,3 +370,24 @@ fn placeholders_must_be_known_and_in_free_text() {
         rule::PLACEHOLDER,
     );
 }
+
+#[test]
+fn non_finite_numbers_are_refused_not_dropped() {
+    // TOML's `level = -inf` reaches the NCCO as null (JSON has no infinity).
+    ncco_refused(
+        json!([{ "action": "talk", "text": "hi", "level": null }]),
+        &format!("{R1}[0].level"),
+        rule::TYPE,
+    );
+    let cfg: crate::config::Config = toml::from_str(
+        "[answer.default]\nncco = [{ action = \"talk\", text = \"hi\", level = -inf }]\n",
+    )
+    .unwrap();
+    let Err(e) = cfg.answer_plan() else {
+        panic!("level = -inf must be refused")
+    };
+    assert!(
+        e.to_string().contains("answer.default.ncco[0].level"),
+        "{e}"
+    );
+}
