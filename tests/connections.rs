@@ -1,7 +1,8 @@
 //! Keep-alive connections: a quiet plain-HTTP/1 connection gives hyper's buffers back
 //! (`idle_release_ms`) and must go on serving exactly as if it had kept them: the next
 //! request (even one whose head arrives in pieces), `Connection: close`, HTTP/1.0,
-//! HTTP/2 with prior knowledge, the idle timeout and a shutdown while connections wait.
+//! HTTP/2 with prior knowledge, the idle and header read timeouts and a shutdown while
+//! connections wait.
 
 mod common;
 use std::time::{Duration, Instant};
@@ -163,6 +164,79 @@ async fn a_parked_connection_closes_after_the_idle_timeout() {
     // Only the connection asking for /metrics is left.
     wait_gauge(&gw, "callhook_http_connections", 1.0).await;
     wait_gauge(&gw, "callhook_http_connections_parked", 0.0).await;
+}
+
+/// The header read timeout counts from a head's first bytes: trickling a byte at a time
+/// does not extend it (slowloris).
+#[tokio::test]
+async fn a_request_head_trickled_past_the_header_read_timeout_is_cut_off() {
+    let gw = Gateway::start(
+        "header_read_timeout_ms = 500
+",
+    );
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"POST /webhooks/voice/event HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut cut = false;
+    // Up to 10 s of one header byte every 100 ms, each arriving well within 500 ms.
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"x").await.is_err() || closed_within(&mut s, Duration::ZERO).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut || closed_within(&mut s, Duration::from_secs(1)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "a trickled head was kept for {:?}",
+        started.elapsed()
+    );
+    // The gateway itself serves on.
+    assert_eq!(gw.get("/healthz").await.status, 200);
+}
+
+/// A head split across reads but complete in time is served, and the next request on
+/// the connection (whole, then split again) too.
+#[tokio::test]
+async fn a_request_head_in_pieces_within_the_timeout_is_served() {
+    let gw = Gateway::start("header_read_timeout_ms = 2000\nidle_release_ms = 0\n");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for round in 0..3 {
+        let b = event(&format!("pieces-{round}"));
+        let req = format!("{}{b}", post_head(&b, ""));
+        if round == 1 {
+            s.write_all(req.as_bytes()).await.unwrap();
+        } else {
+            for piece in req.as_bytes().chunks(20) {
+                s.write_all(piece).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        }
+        assert_eq!(read_response(&mut s).await.0, 200, "round {round}");
+    }
+}
+
+/// Without idle release, the header read timeout still bounds a quiet keep-alive
+/// connection (closed after one to two timeouts).
+#[tokio::test]
+async fn without_idle_release_a_quiet_connection_closes_after_the_header_read_timeout() {
+    let gw = Gateway::start("idle_release_ms = 0\nheader_read_timeout_ms = 400\n");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert!(
+        !closed_within(&mut s, Duration::from_millis(200)).await,
+        "closed before the timeout"
+    );
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)).await,
+        "a quiet keep-alive connection outlived the header read timeout"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@
 //! socket waits for its next bytes holding no buffer, and a fresh hyper connection
 //! serves them. A connection busy more often than that never pays for the rebuild.
 //!
+//! The header read timeout (slow-header defence, and the bound on a quiet keep-alive
+//! connection) is applied here too, rather than by hyper: hyper sets and drops a timer
+//! for every request, which on the answer path cost more than routing it.
+//!
 //! Known limit: a pipelining client whose *second* request head is only partly sent when
 //! the first completes, followed by more than `idle_release_ms` of silence, loses that
 //! second request (hyper takes end-of-stream after a partial head for an incomplete
@@ -52,8 +56,8 @@ pub(super) struct Http {
 pub(super) struct Idle {
     /// Quiet time after which hyper's buffers are given back; `None` keeps them.
     pub release_after: Option<Duration>,
-    /// Quiet time after which the connection is closed (the header read timeout, which
-    /// hyper also applies between requests).
+    /// The header read timeout: the longest a request head may take, and the quiet time
+    /// after which a keep-alive connection is closed.
     pub close_after: Duration,
 }
 
@@ -152,8 +156,9 @@ pub(super) async fn serve_plain<S, F>(
             carry,
             act: act.clone(),
             release_after: idle.release_after,
+            close_after: idle.close_after,
             timer: None,
-            seen: 0,
+            armed: Armed::Quiet { seen: 0 },
             write_blocked: false,
             released: false,
         };
@@ -300,21 +305,108 @@ struct Releasing {
     carry: Bytes,
     act: Arc<Activity>,
     release_after: Option<Duration>,
+    /// The header read timeout: how long a request head may take from its first bytes,
+    /// and (without `release_after`) how long a keep-alive connection may stay quiet.
+    close_after: Duration,
     /// Armed at the first quiet read and re-armed only when it fires, so a busy
     /// connection never resets it per request.
     timer: Option<Pin<Box<Sleep>>>,
-    /// Request count when the timer was armed: unchanged at expiry means quiet.
-    seen: u64,
+    /// What `timer` is armed for, with the request count when it was armed.
+    armed: Armed,
     /// The last write or flush could not finish (client not reading): hyper is still
     /// sending a response, and end-of-stream now would cut it off.
     write_blocked: bool,
     released: bool,
 }
 
+/// The deadline `Releasing::timer` stands for. Both count requests rather than read the
+/// clock per request: the timer is set once and looked at again only when it fires.
+#[derive(Clone, Copy)]
+enum Armed {
+    /// A quiet period between requests: no request since `seen` at expiry means idle.
+    Quiet { seen: u64 },
+    /// A request head arrived in part when the request count was `seen`: still the same
+    /// count and still partial at expiry means the header read timeout passed.
+    Head { seen: u64 },
+}
+
 impl Releasing {
     fn release(&mut self) -> Poll<io::Result<()>> {
         self.released = true;
         Poll::Ready(Ok(())) // zero bytes: end-of-stream
+    }
+
+    /// Ends hyper's connection and, since `released` stays false, the socket too.
+    fn close(&mut self) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(())) // end-of-stream, but not a release
+    }
+
+    /// Sets the timer to fire `after` from now, for `what`.
+    fn arm(&mut self, after: Duration, what: Armed) -> Pin<&mut Sleep> {
+        self.armed = what;
+        let deadline = tokio::time::Instant::now() + after;
+        match &mut self.timer {
+            Some(t) => {
+                t.as_mut().reset(deadline);
+                t.as_mut()
+            }
+            slot @ None => slot
+                .insert(Box::pin(tokio::time::sleep_until(deadline)))
+                .as_mut(),
+        }
+    }
+
+    /// A read found nothing more while a request head is incomplete. hyper's own header
+    /// read timeout would set a timer for every request, whole heads included (about 8%
+    /// of an answer's instructions, and an allocation); this one is set only for a head
+    /// that did not arrive in one read, from that read on.
+    fn poll_partial_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let requests = self.act.requests.load(Ordering::Relaxed);
+        let timer = match (self.armed, &mut self.timer) {
+            (Armed::Head { seen }, Some(t)) if seen == requests => t.as_mut(),
+            _ => self.arm(self.close_after, Armed::Head { seen: requests }),
+        };
+        if timer.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        tracing::debug!("request head not complete within the header read timeout");
+        self.close()
+    }
+
+    /// A read found nothing, and no request head is incomplete: after one to two quiet
+    /// periods between requests the connection is released (`release_after`) or, without
+    /// release, closed (the header read timeout, which also bounds keep-alive waits).
+    ///
+    /// The timer runs while a request is in flight too: hyper reads once more during a
+    /// request (to notice the client leaving) and, that read having found nothing, not
+    /// again after the response until the socket wakes it. The timer's wake is what
+    /// brings hyper back to read, and so here, once the connection has gone quiet.
+    fn poll_quiet(&mut self, cx: &mut Context<'_>, quiet: bool) -> Poll<io::Result<()>> {
+        let (period, release) = match self.release_after {
+            Some(after) => (after, true),
+            None => (self.close_after, false),
+        };
+        let requests = self.act.requests.load(Ordering::Relaxed);
+        let timer = match (self.armed, &mut self.timer) {
+            (Armed::Quiet { .. }, Some(t)) => t.as_mut(),
+            _ => self.arm(period, Armed::Quiet { seen: requests }),
+        };
+        // Polled on every quiet read rather than checked with `is_elapsed`: a poll
+        // refused for lack of coop budget registers nothing, and only a later poll can
+        // make up for it.
+        if timer.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if quiet && matches!(self.armed, Armed::Quiet { seen } if seen == requests) {
+            return if release {
+                self.release()
+            } else {
+                self.close()
+            };
+        }
+        // Busy, or requests came and went since arming: wait a full quiet period again.
+        let _ = self.arm(period, Armed::Quiet { seen: requests }).poll(cx);
+        Poll::Pending
     }
 }
 
@@ -351,34 +443,12 @@ impl AsyncRead for Releasing {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let Some(after) = this.release_after else {
-                    return Poll::Pending;
-                };
-                if !quiet {
-                    return Poll::Pending;
+                let act = &this.act;
+                if act.in_flight.load(Ordering::Relaxed) == 0 && act.fresh.load(Ordering::Relaxed) {
+                    this.poll_partial_head(cx)
+                } else {
+                    this.poll_quiet(cx, quiet)
                 }
-                let requests = this.act.requests.load(Ordering::Relaxed);
-                let timer = match &mut this.timer {
-                    Some(t) => t,
-                    slot @ None => {
-                        this.seen = requests;
-                        slot.insert(Box::pin(tokio::time::sleep(after)))
-                    }
-                };
-                // Polled on every quiet read rather than checked with `is_elapsed`: a
-                // poll refused for lack of coop budget registers nothing, and only a
-                // later poll can make up for it.
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if this.seen == requests {
-                    return this.release();
-                }
-                // Requests came and went since arming: wait a full quiet period again.
-                this.seen = requests;
-                timer.as_mut().reset(tokio::time::Instant::now() + after);
-                let _ = timer.as_mut().poll(cx);
-                Poll::Pending
             }
         }
     }
@@ -428,127 +498,4 @@ impl AsyncWrite for Releasing {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-
-    use http_body_util::Full;
-    use hyper::service::service_fn;
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    /// A loopback listener and the settings `serve_plain` gets, releasing after `release`.
-    async fn listen(
-        release: Duration,
-    ) -> (tokio::net::TcpListener, std::net::SocketAddr, Arc<Http>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new());
-        let http = Arc::new(Http {
-            http1: h1,
-            auto: auto::Builder::new(TokioExecutor::new()),
-            idle: Idle {
-                release_after: Some(release),
-                close_after: Duration::from_secs(30),
-            },
-            parked: metrics::Gauge::noop(),
-        });
-        (listener, addr, http)
-    }
-
-    /// A response the client is slow to take stays stuck in hyper's writes for many
-    /// release periods; ending the connection then would cut it off.
-    #[tokio::test]
-    async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
-        const BODY: usize = 8 << 20; // more than the kernel's socket buffers hold
-        let (listener, addr, http) = listen(Duration::from_millis(20)).await;
-        let (_stop_tx, stop) = watch::channel(false);
-        let big = Bytes::from(vec![b'x'; BODY]);
-        tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            serve_plain(s, http, stop, move |act| {
-                let big = big.clone();
-                service_fn(move |_req| {
-                    let in_flight = act.enter();
-                    let big = big.clone();
-                    async move {
-                        drop(in_flight);
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(big)))
-                    }
-                })
-            })
-            .await;
-        });
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        let mut c = sock.connect(addr).await.unwrap();
-        for round in 0..2 {
-            c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-                .await
-                .unwrap();
-            // Not reading for 25 release periods: the server's writes block meanwhile.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let mut got = Vec::new();
-            let mut chunk = vec![0u8; 1 << 16];
-            let want = loop {
-                let n = c.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "round {round}: cut off after {} bytes", got.len());
-                got.extend_from_slice(&chunk[..n]);
-                if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n")
-                    && got.len() >= i + 4 + BODY
-                {
-                    break i + 4 + BODY;
-                }
-            };
-            assert_eq!(
-                got.len(),
-                want,
-                "round {round}: nothing beyond the response"
-            );
-        }
-    }
-
-    /// A request in flight when shutdown begins gets its response, marked
-    /// `connection: close`, and then the connection closes.
-    #[tokio::test]
-    async fn a_response_finished_while_stopping_says_connection_close() {
-        let (listener, addr, http) = listen(Duration::from_secs(1)).await;
-        let (stop_tx, stop) = watch::channel(false);
-        let served = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            serve_plain(s, http, stop, move |act| {
-                service_fn(move |_req| {
-                    let in_flight = act.enter();
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
-                        in_flight.finish(&mut resp);
-                        Ok::<_, Infallible>(resp)
-                    }
-                })
-            })
-            .await;
-        });
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stop_tx.send(true).unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
-            .await
-            .expect("the connection did not close")
-            .unwrap();
-        let text = String::from_utf8_lossy(&got).to_lowercase();
-        assert!(text.starts_with("http/1.1 200"), "{text}");
-        assert!(text.contains("connection: close"), "{text}");
-        assert!(text.ends_with("\r\n\r\nok"), "{text}");
-        tokio::time::timeout(Duration::from_secs(5), served)
-            .await
-            .expect("the connection task did not end")
-            .unwrap();
-    }
-}
+mod tests;

@@ -104,11 +104,11 @@ pub async fn run(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32);
-    // The same HTTP/1 settings for plain connections, which `conn` serves itself.
+    // The same HTTP/1 settings for plain connections, which `conn` serves itself, except
+    // the header read timeout: `conn` applies it without a timer per request.
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms))
+        .header_read_timeout(None)
         .keep_alive(cfg.keep_alive)
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers);

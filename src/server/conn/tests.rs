@@ -1,0 +1,122 @@
+//! `serve_plain` against a real socket: what the IO wrapper must not cut off.
+
+use std::convert::Infallible;
+
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// A loopback listener and the settings `serve_plain` gets, releasing after `release`.
+async fn listen(release: Duration) -> (tokio::net::TcpListener, std::net::SocketAddr, Arc<Http>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut h1 = http1::Builder::new();
+    h1.header_read_timeout(None); // as `server::run` configures it: `serve_plain` times heads
+    let http = Arc::new(Http {
+        http1: h1,
+        auto: auto::Builder::new(TokioExecutor::new()),
+        idle: Idle {
+            release_after: Some(release),
+            close_after: Duration::from_secs(30),
+        },
+        parked: metrics::Gauge::noop(),
+    });
+    (listener, addr, http)
+}
+
+/// A response the client is slow to take stays stuck in hyper's writes for many
+/// release periods; ending the connection then would cut it off.
+#[tokio::test]
+async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
+    const BODY: usize = 8 << 20; // more than the kernel's socket buffers hold
+    let (listener, addr, http) = listen(Duration::from_millis(20)).await;
+    let (_stop_tx, stop) = watch::channel(false);
+    let big = Bytes::from(vec![b'x'; BODY]);
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        serve_plain(s, http, stop, move |act| {
+            let big = big.clone();
+            service_fn(move |_req| {
+                let in_flight = act.enter();
+                let big = big.clone();
+                async move {
+                    drop(in_flight);
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(big)))
+                }
+            })
+        })
+        .await;
+    });
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut c = sock.connect(addr).await.unwrap();
+    for round in 0..2 {
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Not reading for 25 release periods: the server's writes block meanwhile.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let want = loop {
+            let n = c.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "round {round}: cut off after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                && got.len() >= i + 4 + BODY
+            {
+                break i + 4 + BODY;
+            }
+        };
+        assert_eq!(
+            got.len(),
+            want,
+            "round {round}: nothing beyond the response"
+        );
+    }
+}
+
+/// A request in flight when shutdown begins gets its response, marked
+/// `connection: close`, and then the connection closes.
+#[tokio::test]
+async fn a_response_finished_while_stopping_says_connection_close() {
+    let (listener, addr, http) = listen(Duration::from_secs(1)).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let served = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        serve_plain(s, http, stop, move |act| {
+            service_fn(move |_req| {
+                let in_flight = act.enter();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                    in_flight.finish(&mut resp);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        })
+        .await;
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop_tx.send(true).unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .expect("the connection did not close")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the connection task did not end")
+        .unwrap();
+}
