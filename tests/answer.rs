@@ -181,3 +181,31 @@ fallback = [{{ action = "talk", text = "fallback" }}]
         "{m}"
     );
 }
+
+/// A caller that hangs up while its answer waits on the upstream: hyper drops the
+/// request, and `callhook_http_requests_in_flight` must not keep counting it.
+#[tokio::test]
+async fn an_answer_abandoned_by_its_caller_is_no_longer_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    let hang = upstream("hang").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[[answer.rules]]
+name = "hang"
+match = {{ to = "hang" }}
+upstream = "http://{hang}/answer"
+deadline_ms = 5000
+fallback = [{{ action = "talk", text = "fallback" }}]
+"#
+    ));
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /webhooks/voice/answer?to=hang HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The scrape itself is the other request in flight.
+    gw.wait_metric("callhook_http_requests_in_flight", 2.0)
+        .await;
+    drop(s);
+    gw.wait_metric("callhook_http_requests_in_flight", 1.0)
+        .await;
+}

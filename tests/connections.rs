@@ -67,26 +67,6 @@ async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
     )
 }
 
-async fn gauge(gw: &Gateway, name: &str) -> f64 {
-    let text = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls `/metrics` until `name` reads `want` (10 s at most).
-async fn wait_gauge(gw: &Gateway, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = gauge(gw, name).await;
-        if v == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} stayed {v}, want {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_quiet_connection_is_parked_and_serves_its_next_requests() {
     let gw = Gateway::start(RELEASE);
@@ -100,7 +80,8 @@ async fn a_quiet_connection_is_parked_and_serves_its_next_requests() {
     assert!(!head.contains("connection: close"), "{head}");
 
     // Quiet for longer than idle_release_ms: the connection waits without hyper's buffers.
-    wait_gauge(&gw, "callhook_http_connections_parked", 1.0).await;
+    gw.wait_metric("callhook_http_connections_parked", 1.0)
+        .await;
 
     // The next request's head arrives in two pieces with a pause longer than the release
     // time in between: the half-read head must not be taken for a quiet connection.
@@ -114,7 +95,8 @@ async fn a_quiet_connection_is_parked_and_serves_its_next_requests() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     // Two requests in one write (pipelined), after another quiet spell.
-    wait_gauge(&gw, "callhook_http_connections_parked", 1.0).await;
+    gw.wait_metric("callhook_http_connections_parked", 1.0)
+        .await;
     let (b3, b4) = (event("ka-3"), event("ka-4"));
     let two = format!("{}{b3}{}{b4}", post_head(&b3, ""), post_head(&b4, ""));
     s.write_all(two.as_bytes()).await.unwrap();
@@ -162,8 +144,9 @@ async fn a_parked_connection_closes_after_the_idle_timeout() {
         "an idle keep-alive connection outlived the header read timeout"
     );
     // Only the connection asking for /metrics is left.
-    wait_gauge(&gw, "callhook_http_connections", 1.0).await;
-    wait_gauge(&gw, "callhook_http_connections_parked", 0.0).await;
+    gw.wait_metric("callhook_http_connections", 1.0).await;
+    gw.wait_metric("callhook_http_connections_parked", 0.0)
+        .await;
 }
 
 /// The header read timeout counts from a head's first bytes: trickling a byte at a time
@@ -260,7 +243,7 @@ async fn http2_prior_knowledge_is_served_on_the_plain_port() {
         // Quiet spell between the two: HTTP/2 connections are never parked.
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    assert_eq!(gauge(&gw, "callhook_http_connections_parked").await, 0.0);
+    assert_eq!(gw.metric("callhook_http_connections_parked").await, 0.0);
 }
 
 #[tokio::test]
@@ -304,7 +287,8 @@ async fn shutdown_closes_parked_connections_promptly() {
         assert_eq!(read_response(&mut s).await.0, 200);
         held.push(s);
     }
-    wait_gauge(&gw, "callhook_http_connections_parked", 20.0).await;
+    gw.wait_metric("callhook_http_connections_parked", 20.0)
+        .await;
     let started = Instant::now();
     assert_eq!(gw.terminate(), Some(0));
     // Parked connections close at once instead of holding shutdown for the grace period.

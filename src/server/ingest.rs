@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,7 +31,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    handles::gauge_add("callhook_http_requests_in_flight", 1.0);
+    let _handling = Handling::new(&state.in_flight);
     let route = state.routes.resolve(req.method(), req.uri().path());
     let label = routes::label(route.as_ref().ok());
     let allowed = state.access.allows(peer.ip(), req.headers());
@@ -52,7 +52,6 @@ pub async fn handle(
     };
     let status = respond::class(resp.status());
     resp.headers_mut().insert(X_REQUEST_ID, id.0);
-    handles::gauge_add("callhook_http_requests_in_flight", -1.0);
     handles::count(
         "callhook_http_requests_total",
         &[("route", label), ("status", status)],
@@ -64,6 +63,23 @@ pub async fn handle(
         started.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// One request counted in flight until dropped, which includes hyper dropping the
+/// request's future because its client went away.
+struct Handling<'a>(&'a AtomicI64);
+
+impl<'a> Handling<'a> {
+    fn new(count: &'a AtomicI64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `x-request-id`: the caller's (a load balancer's) when it sent a sane one, else a

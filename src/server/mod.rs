@@ -11,7 +11,7 @@ mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -43,6 +43,9 @@ pub struct AppState {
     /// Source-address allowlist (open when none is configured).
     pub access: access::Access,
     shutting_down: AtomicBool,
+    /// Requests being handled: a plain atomic per request, published as
+    /// `callhook_http_requests_in_flight` when /metrics is rendered.
+    in_flight: AtomicI64,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             metrics,
             kafka,
             shutting_down: AtomicBool::new(false),
+            in_flight: AtomicI64::new(0),
         })
     }
 

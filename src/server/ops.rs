@@ -1,13 +1,20 @@
 //! Operational endpoints: Prometheus exposition, liveness, readiness.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::AppState;
 use super::respond::{Body, json};
+use crate::telemetry::handles;
 
 pub fn metrics(state: &AppState) -> Response<Body> {
+    handles::gauge_set(
+        "callhook_http_requests_in_flight",
+        state.in_flight.load(Ordering::Relaxed) as f64,
+    );
     let mut resp = Response::new(Body::new(Bytes::from(state.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use foldhash::fast::FixedState;
 use metrics::{Counter, Gauge, Histogram, Key, Label};
@@ -18,7 +19,19 @@ use metrics::{Counter, Gauge, Histogram, Key, Label};
 type Labels<'a> = &'a [(&'static str, &'static str)];
 
 /// Name and up to two label pairs, by address.
-type Slot = [usize; 5];
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot([usize; 5]);
+
+/// Hashed word by word: an array's derived `Hash` feeds its bytes through the hasher's
+/// slice path (with a length prefix), several times the cost of five integer writes.
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for w in self.0 {
+            state.write_usize(w);
+        }
+    }
+}
+
 /// Keys are addresses of static strings, never input, so a fixed-seed fast hash is safe;
 /// std's SipHash was ~5% of the answer path's instructions.
 type Map<V> = HashMap<Slot, V, FixedState>;
@@ -29,7 +42,7 @@ fn slot(name: &'static str, labels: Labels<'_>) -> Slot {
         s[1 + 2 * i] = k.as_ptr() as usize;
         s[2 + 2 * i] = v.as_ptr() as usize;
     }
-    s
+    Slot(s)
 }
 
 fn key(name: &'static str, labels: Labels<'_>) -> Key {
@@ -70,21 +83,12 @@ pub fn record(name: &'static str, labels: Labels<'_>, value: f64) {
     });
 }
 
-/// Adds `delta` (may be negative) to the unlabelled gauge `name`.
-pub fn gauge_add(name: &'static str, delta: f64) {
-    with_gauge(name, |g| g.increment(delta));
-}
-
 /// Sets the unlabelled gauge `name`.
 pub fn gauge_set(name: &'static str, value: f64) {
-    with_gauge(name, |g| g.set(value));
-}
-
-fn with_gauge(name: &'static str, f: impl FnOnce(&Gauge)) {
     GAUGES.with_borrow_mut(|m| {
-        f(m.entry(slot(name, &[])).or_insert_with(|| {
-            metrics::with_recorder(|r| r.register_gauge(&key(name, &[]), &META))
-        }));
+        m.entry(slot(name, &[]))
+            .or_insert_with(|| metrics::with_recorder(|r| r.register_gauge(&key(name, &[]), &META)))
+            .set(value);
     });
 }
 

@@ -206,6 +206,27 @@ impl Gateway {
         self.request("GET", path, &[], Bytes::new()).await
     }
 
+    /// An unlabelled gauge or counter from /metrics (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = String::from_utf8(self.get("/metrics").await.body.to_vec()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls /metrics until `name` reads `want` (10 s at most).
+    pub async fn wait_metric(&self, name: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.metric(name).await;
+            if v == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} stayed {v}, want {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, then wait for exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         unsafe_kill(self.child.id(), "TERM");
