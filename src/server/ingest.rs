@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -313,18 +314,23 @@ async fn read_body(
         return Ok(Bytes::new());
     }
     let ms = cfg.request_timeout_ms;
-    match tokio::time::timeout(
-        Duration::from_millis(ms),
-        Limited::new(body, limit).collect(),
-    )
-    .await
-    {
-        Err(_) => Err(IngestError::BodyTimeout { ms }),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // The usual webhook body came in the same read as its head, and hyper has handed it
+    // over before the handler first runs: done at the first poll, no timer to set up
+    // (a clock read and the runtime's timer handle, per request).
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => tokio::time::timeout(Duration::from_millis(ms), collect)
+            .await
+            .map_err(|_| IngestError::BodyTimeout { ms })?,
+    };
+    match collected {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(IngestError::BodyTooLarge { limit })
         }
-        Ok(Err(_)) => Err(IngestError::BodyRead),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Err(_) => Err(IngestError::BodyRead),
+        Ok(collected) => Ok(collected.to_bytes()),
     }
 }
 
