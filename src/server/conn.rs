@@ -167,22 +167,28 @@ pub(super) async fn serve_plain<S, F>(
             .serve_connection(TokioIo::new(io), make_service(act.clone()))
             .without_shutdown();
         // Boxed so that a parked connection's task holds no hyper state at all.
-        let mut conn = Box::pin(conn);
+        let conn = Box::pin(conn);
         let mut stopping = *stop.borrow();
         act.stop.store(stopping, Ordering::Relaxed);
-        let parts = loop {
+        // `conn` is consumed or dropped within: a parked connection holds none of it.
+        let parts = if stopping {
+            conn.await
+        } else {
+            let mut conn = conn;
+            let stopped = until_changed(&mut stop);
+            tokio::pin!(stopped);
             tokio::select! {
-                r = &mut conn => break r,
-                changed = stop.changed(), if !stopping => {
+                biased;
+                r = &mut conn => r,
+                () = stopped => {
                     // Sender gone counts as stop too. The wrapper ends the connection at
-                    // the next read between requests; the select polls it right away.
-                    let _ = changed;
+                    // the next read between requests; hyper is polled again right away.
                     stopping = true;
                     act.stop.store(true, Ordering::Relaxed);
+                    conn.await
                 }
             }
         };
-        drop(conn);
         let Ok(parts) = parts else { return };
         let io = parts.io.into_inner();
         if !io.released || stopping {
@@ -220,6 +226,26 @@ pub(super) async fn serve_plain<S, F>(
             }
         }
     }
+}
+
+/// Resolves once `stop` changes (or its sender is gone). Polled for real only until its
+/// waiter is registered: a connection's task is woken for every request, and each poll
+/// of a registered watch waiter takes the waiter list's lock. The waiter stays
+/// registered with this task's waker, so later polls only compare versions (an atomic
+/// load) and go on to the waiter once the value has changed.
+async fn until_changed(stop: &mut watch::Receiver<bool>) {
+    let peek = stop.clone();
+    let changed = stop.changed();
+    tokio::pin!(changed);
+    let mut registered = false;
+    std::future::poll_fn(|cx| {
+        if registered && !peek.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        registered = true;
+        changed.as_mut().poll(cx).map(|_| ())
+    })
+    .await;
 }
 
 /// Serves a connection with the HTTP/1-or-2 builder (TLS, HTTP/2), shutting it down

@@ -120,3 +120,52 @@ async fn a_response_finished_while_stopping_says_connection_close() {
         .expect("the connection task did not end")
         .unwrap();
 }
+
+/// A keep-alive connection between requests (not yet released) closes as soon as
+/// shutdown begins, not at its next timer: the stop signal wakes it.
+#[tokio::test]
+async fn an_idle_connection_closes_promptly_when_stopping() {
+    let (listener, addr, http) = listen(Duration::from_secs(20)).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let served = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        serve_plain(s, http, stop, move |act| {
+            service_fn(move |_req| {
+                let in_flight = act.enter();
+                async move {
+                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                    in_flight.finish(&mut resp);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        })
+        .await;
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for _ in 0..3 {
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].ends_with(b"\r\n\r\nok"), "{:?}", &buf[..n]);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = std::time::Instant::now();
+    stop_tx.send(true).unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest))
+        .await
+        .expect("the connection did not close")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "closed only after {:?}",
+        stopped.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the connection task did not end")
+        .unwrap();
+}
