@@ -124,6 +124,20 @@ async fn upstream(behaviour: &'static str) -> std::net::SocketAddr {
     addr
 }
 
+/// A rule for calls to `name` answered by the upstream at `addr`, with a talk fallback.
+fn upstream_rule(name: &str, addr: std::net::SocketAddr, deadline_ms: u64) -> String {
+    format!(
+        r#"
+[[answer.rules]]
+name = "{name}"
+match = {{ to = "{name}" }}
+upstream = "http://{addr}/answer"
+deadline_ms = {deadline_ms}
+fallback = [{{ action = "talk", text = "fallback" }}]
+"#
+    )
+}
+
 #[tokio::test]
 async fn upstream_answers_within_the_deadline_or_the_fallback_does() {
     let ok = upstream("ok").await;
@@ -142,18 +156,7 @@ async fn upstream_answers_within_the_deadline_or_the_fallback_does() {
         ("refused", refused),
     ]
     .iter()
-    .map(|(name, addr)| {
-        format!(
-            r#"
-[[answer.rules]]
-name = "{name}"
-match = {{ to = "{name}" }}
-upstream = "http://{addr}/answer"
-deadline_ms = 300
-fallback = [{{ action = "talk", text = "fallback" }}]
-"#
-        )
-    })
+    .map(|(name, addr)| upstream_rule(name, *addr, 300))
     .collect();
     let gw = Gateway::start(&rules);
     for (to, want) in [
@@ -188,16 +191,7 @@ fallback = [{{ action = "talk", text = "fallback" }}]
 async fn an_answer_abandoned_by_its_caller_is_no_longer_in_flight() {
     use tokio::io::AsyncWriteExt;
     let hang = upstream("hang").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[[answer.rules]]
-name = "hang"
-match = {{ to = "hang" }}
-upstream = "http://{hang}/answer"
-deadline_ms = 5000
-fallback = [{{ action = "talk", text = "fallback" }}]
-"#
-    ));
+    let gw = Gateway::start(&upstream_rule("hang", hang, 5000));
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /webhooks/voice/answer?to=hang HTTP/1.1\r\nhost: x\r\n\r\n")
         .await

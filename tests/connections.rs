@@ -131,14 +131,20 @@ async fn connection_close_and_http10_still_close_after_the_response() {
     assert!(closed_within(&mut s, Duration::from_secs(3)).await);
 }
 
-#[tokio::test]
-async fn a_parked_connection_closes_after_the_idle_timeout() {
-    let gw = Gateway::start("idle_release_ms = 100\nheader_read_timeout_ms = 600\n");
+/// A keep-alive connection that has had one request answered, now quiet.
+async fn answered_once(gw: &Gateway) -> TcpStream {
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
     assert_eq!(read_response(&mut s).await.0, 200);
+    s
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_after_the_idle_timeout() {
+    let gw = Gateway::start("idle_release_ms = 100\nheader_read_timeout_ms = 600\n");
+    let mut s = answered_once(&gw).await;
     assert!(
         closed_within(&mut s, Duration::from_secs(5)).await,
         "an idle keep-alive connection outlived the header read timeout"
@@ -207,11 +213,7 @@ async fn a_request_head_in_pieces_within_the_timeout_is_served() {
 #[tokio::test]
 async fn without_idle_release_a_quiet_connection_closes_after_the_header_read_timeout() {
     let gw = Gateway::start("idle_release_ms = 0\nheader_read_timeout_ms = 400\n");
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut s).await.0, 200);
+    let mut s = answered_once(&gw).await;
     assert!(
         !closed_within(&mut s, Duration::from_millis(200)).await,
         "closed before the timeout"

@@ -79,19 +79,20 @@ async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
     }
 }
 
-/// A request in flight when shutdown begins gets its response, marked
-/// `connection: close`, and then the connection closes.
-#[tokio::test]
-async fn a_response_finished_while_stopping_says_connection_close() {
-    let (listener, addr, http) = listen(Duration::from_secs(1)).await;
-    let (stop_tx, stop) = watch::channel(false);
-    let served = tokio::spawn(async move {
+/// Serves one connection from `listener`, answering every request `ok` after `delay`.
+fn serve_ok(
+    listener: tokio::net::TcpListener,
+    http: Arc<Http>,
+    stop: watch::Receiver<bool>,
+    delay: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         serve_plain(s, http, stop, move |act| {
             service_fn(move |_req| {
                 let in_flight = act.enter();
                 async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(delay).await;
                     let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
                     in_flight.finish(&mut resp);
                     Ok::<_, Infallible>(resp)
@@ -99,7 +100,16 @@ async fn a_response_finished_while_stopping_says_connection_close() {
             })
         })
         .await;
-    });
+    })
+}
+
+/// A request in flight when shutdown begins gets its response, marked
+/// `connection: close`, and then the connection closes.
+#[tokio::test]
+async fn a_response_finished_while_stopping_says_connection_close() {
+    let (listener, addr, http) = listen(Duration::from_secs(1)).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let served = serve_ok(listener, http, stop, Duration::from_millis(300));
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -127,20 +137,7 @@ async fn a_response_finished_while_stopping_says_connection_close() {
 async fn an_idle_connection_closes_promptly_when_stopping() {
     let (listener, addr, http) = listen(Duration::from_secs(20)).await;
     let (stop_tx, stop) = watch::channel(false);
-    let served = tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        serve_plain(s, http, stop, move |act| {
-            service_fn(move |_req| {
-                let in_flight = act.enter();
-                async move {
-                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
-                    in_flight.finish(&mut resp);
-                    Ok::<_, Infallible>(resp)
-                }
-            })
-        })
-        .await;
-    });
+    let served = serve_ok(listener, http, stop, Duration::ZERO);
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     for _ in 0..3 {
         c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
