@@ -212,10 +212,11 @@ async fn a_request_head_in_pieces_within_the_timeout_is_served() {
 /// connection (closed after one to two timeouts).
 #[tokio::test]
 async fn without_idle_release_a_quiet_connection_closes_after_the_header_read_timeout() {
-    let gw = Gateway::start("idle_release_ms = 0\nheader_read_timeout_ms = 400\n");
+    let gw = Gateway::start("idle_release_ms = 0\nheader_read_timeout_ms = 1000\n");
     let mut s = answered_once(&gw).await;
+    // The timer may have started during the request, so only a margin well inside it.
     assert!(
-        !closed_within(&mut s, Duration::from_millis(200)).await,
+        !closed_within(&mut s, Duration::from_millis(300)).await,
         "closed before the timeout"
     );
     assert!(
