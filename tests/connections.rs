@@ -183,8 +183,9 @@ async fn a_request_head_trickled_past_the_header_read_timeout_is_cut_off() {
         "a trickled head was kept for {:?}",
         started.elapsed()
     );
-    // The gateway itself serves on.
+    // The gateway itself serves on, and counted the cut.
     assert_eq!(gw.get("/healthz").await.status, 200);
+    assert_eq!(gw.metric("callhook_http_header_timeouts_total").await, 1.0);
 }
 
 /// A head split across reads but complete in time is served, and the next request on

@@ -395,6 +395,7 @@ impl Releasing {
         if timer.poll(cx).is_pending() {
             return Poll::Pending;
         }
+        metrics::counter!("callhook_http_header_timeouts_total").increment(1);
         tracing::debug!("request head not complete within the header read timeout");
         self.close()
     }

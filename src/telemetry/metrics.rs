@@ -56,6 +56,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "TLS and HTTP/2 connections closed for having no request within header_read_timeout_ms.",
     ),
     (
+        "callhook_http_header_timeouts_total",
+        'c',
+        None,
+        "Plain HTTP/1 connections closed for not completing a request head within header_read_timeout_ms (slow-header clients).",
+    ),
+    (
         "callhook_http_connections_rejected_total",
         'c',
         None,
