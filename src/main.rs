@@ -7,8 +7,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    spawn_allocator_purge();
-    callhook::cli::main(callhook::cli::Cli::parse())
+    let cli = callhook::cli::Cli::parse();
+    // Only the gateway lives long enough, and goes quiet after bursts, for this to matter.
+    if matches!(cli.command, None | Some(callhook::cli::Command::Serve(_))) {
+        spawn_allocator_purge();
+    }
+    callhook::cli::main(cli)
 }
 
 /// mimalloc gives freed pages back to the system 1 s after the free (its purge delay), but

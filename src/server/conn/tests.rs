@@ -103,6 +103,24 @@ fn serve_ok(
     })
 }
 
+/// What the server sends until it closes the connection (10 s at most).
+async fn read_until_closed(c: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .expect("the connection did not close")
+        .unwrap();
+    got
+}
+
+/// Waits (5 s at most) for the connection task to end.
+async fn task_ends(served: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the connection task did not end")
+        .unwrap();
+}
+
 /// A request in flight when shutdown begins gets its response, marked
 /// `connection: close`, and then the connection closes.
 #[tokio::test]
@@ -116,19 +134,12 @@ async fn a_response_finished_while_stopping_says_connection_close() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop_tx.send(true).unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
-        .await
-        .expect("the connection did not close")
-        .unwrap();
+    let got = read_until_closed(&mut c).await;
     let text = String::from_utf8_lossy(&got).to_lowercase();
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(text.contains("connection: close"), "{text}");
     assert!(text.ends_with("\r\n\r\nok"), "{text}");
-    tokio::time::timeout(Duration::from_secs(5), served)
-        .await
-        .expect("the connection task did not end")
-        .unwrap();
+    task_ends(served).await;
 }
 
 /// A keep-alive connection between requests (not yet released) closes as soon as
@@ -150,19 +161,12 @@ async fn an_idle_connection_closes_promptly_when_stopping() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopped = std::time::Instant::now();
     stop_tx.send(true).unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest))
-        .await
-        .expect("the connection did not close")
-        .unwrap();
+    let rest = read_until_closed(&mut c).await;
     assert!(rest.is_empty(), "{rest:?}");
     assert!(
         stopped.elapsed() < Duration::from_secs(2),
         "closed only after {:?}",
         stopped.elapsed()
     );
-    tokio::time::timeout(Duration::from_secs(5), served)
-        .await
-        .expect("the connection task did not end")
-        .unwrap();
+    task_ends(served).await;
 }
