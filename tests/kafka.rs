@@ -61,6 +61,7 @@ async fn wait_ready(gw: &Gateway) {
 async fn every_fixture_reaches_its_topic_byte_identical_with_key_and_cloudevents_headers() {
     let brokers = bootstrap();
     let p = unique("fx");
+    let started_ms = now_ms();
     let gw = Gateway::start(&kafka_config(&brokers, &p, ""));
     wait_ready(&gw).await;
     let names = body_fixtures();
@@ -106,6 +107,16 @@ async fn every_fixture_reaches_its_topic_byte_identical_with_key_and_cloudevents
     .unwrap();
     let _ = topic_refs;
     assert_eq!(got.len(), names.len() + 1, "every accepted webhook arrived");
+    // Kafka timestamps are produce times (the forwarder reads the clock once per few
+    // hundred records), so they fall within this test's run.
+    let consumed_ms = now_ms();
+    for g in &got {
+        let ts = g.timestamp_ms.expect("record timestamp");
+        assert!(
+            (started_ms..=consumed_ms).contains(&ts),
+            "timestamp {ts} outside {started_ms}..={consumed_ms}"
+        );
+    }
     for name in &names {
         let raw = compact(&fixture(name));
         let m = got
@@ -620,4 +631,11 @@ async fn full_budget_frees_forwarded_segments_and_is_ready_again_without_traffic
         )
         .await;
     assert_eq!(r.status, 200);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

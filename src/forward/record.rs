@@ -1,10 +1,11 @@
 //! What a spooled record becomes on Kafka: topic, key, value and CloudEvents headers.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-use crate::cli::tail::rfc3339_display;
 use crate::spool::StoredRecord;
 use crate::webhook::{WebhookKind, query};
 
@@ -23,103 +24,172 @@ pub fn value(rec: &StoredRecord) -> Bytes {
 
 /// CloudEvents `ce_id`: a digest of kind and payload, so a webhook Vonage retried (same
 /// body) gets the same id and consumers can drop the duplicate.
+///
+/// XXH3-128 of the payload (the body; a GET webhook's raw query) seeded with
+/// `kind * 2 + is_query`, as 32 lower-case hex digits in XXH128's canonical big-endian
+/// order, so a consumer can recompute it with any xxHash library (Python:
+/// `xxhash.xxh3_128_hexdigest(body, seed=6)` for a voice event). A fast non-cryptographic
+/// hash on purpose: SHA-256 was a fifth of the forwarder thread, and an id collision only
+/// matters between bodies someone could predict exactly (Vonage's uuids and timestamps
+/// make that out of reach); anyone able to send bodies can already send events.
 pub fn ce_id(rec: &StoredRecord) -> String {
-    let mut s = String::with_capacity(32);
+    let mut s = Vec::with_capacity(32);
     push_ce_id(rec, &mut s);
-    s
+    String::from_utf8(s).expect("hex digits are ASCII")
 }
 
-fn push_ce_id(rec: &StoredRecord, out: &mut String) {
+fn push_ce_id(rec: &StoredRecord, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut h = Sha256::new();
-    h.update([rec.kind, u8::from(rec.is_query)]);
-    h.update(if rec.is_query { &rec.meta } else { &rec.body });
-    for b in &h.finalize()[..16] {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
-    }
+    let seed = u64::from(rec.kind) << 1 | u64::from(rec.is_query);
+    let payload = if rec.is_query { &rec.meta } else { &rec.body };
+    let digest = xxh3_128_with_seed(payload, seed);
+    out.extend(
+        digest
+            .to_be_bytes()
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+    );
 }
 
 /// CloudEvents `ce_type`, e.g. `com.vonage.voice.event.completed`,
 /// `com.vonage.rtc.event.member.joined`; just the kind when the type is unknown.
 pub fn ce_type(kind: WebhookKind, etype: &[u8]) -> String {
-    let mut t = String::with_capacity(32 + etype.len());
+    let mut t = Vec::with_capacity(32 + etype.len());
     push_ce_type(kind, etype, &mut t);
-    t
+    String::from_utf8(t).expect("ce_type is ASCII")
 }
 
-fn push_ce_type(kind: WebhookKind, etype: &[u8], out: &mut String) {
-    out.push_str("com.vonage.");
-    out.push_str(kind.as_str());
+fn push_ce_type(kind: WebhookKind, etype: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"com.vonage.");
+    out.extend_from_slice(kind.as_str().as_bytes());
     if !etype.is_empty() {
-        out.push('.');
+        out.push(b'.');
         out.extend(etype.iter().map(|&b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => b as char,
-            _ => '.',
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => b,
+            _ => b'.',
         }));
     }
 }
 
-/// Headers for one record: CloudEvents binary mode plus callhook's own.
-///
-/// On the forwarder's per-record path: the header texts share one buffer (librdkafka
-/// copies them), so a record costs one allocation here besides librdkafka's own.
+/// Headers for one record: CloudEvents binary mode plus callhook's own. A one-off
+/// [`HeaderWriter`]; the forwarder keeps one.
 pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHeaders {
-    use std::fmt::Write as _;
-    let mut buf = String::with_capacity(112 + rec.etype.len());
-    push_ce_id(rec, &mut buf);
-    let id = buf.len();
-    push_ce_type(kind, &rec.etype, &mut buf);
-    let ty = buf.len();
-    let _ = write!(buf, "{}", rfc3339_display(rec.received_us));
-    let time = buf.len();
-    let _ = write!(buf, "{}", rec.seq.0);
-    let mut h = OwnedHeaders::new_with_capacity(10)
-        .insert(Header {
-            key: "ce_specversion",
-            value: Some("1.0"),
-        })
-        .insert(Header {
-            key: "ce_id",
-            value: Some(&buf[..id]),
-        })
-        .insert(Header {
-            key: "ce_source",
-            value: Some(source),
-        })
-        .insert(Header {
-            key: "ce_type",
-            value: Some(&buf[id..ty]),
-        })
-        .insert(Header {
-            key: "ce_time",
-            value: Some(&buf[ty..time]),
-        })
-        .insert(Header {
-            key: "content-type",
-            value: Some("application/json"),
-        })
-        .insert(Header {
-            key: "callhook_received_at",
-            value: Some(&buf[ty..time]),
-        })
-        .insert(Header {
-            key: "callhook_seq",
-            value: Some(&buf[time..]),
-        });
-    if !rec.app.is_empty() {
-        h = h.insert(Header {
-            key: "callhook_application_id",
-            value: Some(&rec.app[..]),
-        });
+    HeaderWriter::default().headers(rec, kind, source)
+}
+
+/// Builds record headers on the forwarder's per-record path without allocating: the
+/// header texts share one reused buffer (librdkafka copies them), and the RFC 3339 time
+/// reuses its formatted second while records keep arriving within it.
+#[derive(Debug, Default)]
+pub struct HeaderWriter {
+    buf: Vec<u8>,
+    /// The unix second of `second_text`, and its text up to the fraction
+    /// (`2026-11-24T04:10:22.`); empty until first used.
+    second: u64,
+    second_text: Vec<u8>,
+}
+
+impl HeaderWriter {
+    /// Headers for one record: CloudEvents binary mode plus callhook's own.
+    pub fn headers(&mut self, rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHeaders {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        push_ce_id(rec, &mut buf);
+        let id = buf.len();
+        push_ce_type(kind, &rec.etype, &mut buf);
+        let ty = buf.len();
+        self.push_time(rec.received_us, &mut buf);
+        let time = buf.len();
+        push_decimal(rec.seq.0, &mut buf);
+        let bytes = |r: std::ops::Range<usize>| Some(&buf[r]);
+        let mut h = OwnedHeaders::new_with_capacity(10)
+            .insert(Header {
+                key: "ce_specversion",
+                value: Some(b"1.0".as_slice()),
+            })
+            .insert(Header {
+                key: "ce_id",
+                value: bytes(0..id),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some(source.as_bytes()),
+            })
+            .insert(Header {
+                key: "ce_type",
+                value: bytes(id..ty),
+            })
+            .insert(Header {
+                key: "ce_time",
+                value: bytes(ty..time),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some(b"application/json".as_slice()),
+            })
+            .insert(Header {
+                key: "callhook_received_at",
+                value: bytes(ty..time),
+            })
+            .insert(Header {
+                key: "callhook_seq",
+                value: bytes(time..buf.len()),
+            });
+        if !rec.app.is_empty() {
+            h = h.insert(Header {
+                key: "callhook_application_id",
+                value: Some(&rec.app[..]),
+            });
+        }
+        if rec.is_query {
+            h = h.insert(Header {
+                key: "callhook_source_encoding",
+                value: Some(b"query".as_slice()),
+            });
+        }
+        self.buf = buf;
+        h
     }
-    if rec.is_query {
-        h = h.insert(Header {
-            key: "callhook_source_encoding",
-            value: Some("query"),
-        });
+
+    /// RFC 3339 UTC with milliseconds (`2026-11-24T04:10:22.123Z`), as
+    /// [`crate::cli::tail::rfc3339`] writes it; times before 1970 clamp to the epoch.
+    fn push_time(&mut self, us: i64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let us = us.max(0).unsigned_abs();
+        let second = us / 1_000_000;
+        if self.second_text.is_empty() || second != self.second {
+            self.second_text.clear();
+            let t = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(second));
+            let _ = write!(self.second_text, "{t}");
+            // `...:SSZ` -> `...:SS.`
+            self.second_text.pop();
+            self.second_text.push(b'.');
+            self.second = second;
+        }
+        out.extend_from_slice(&self.second_text);
+        let ms = (us / 1000 % 1000) as u32;
+        out.extend_from_slice(&[
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
     }
-    h
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -157,6 +227,59 @@ mod tests {
             ce_type(WebhookKind::MessagesStatus, b""),
             "com.vonage.messages.status"
         );
+    }
+
+    #[test]
+    fn ids_are_xxh3_128_as_any_xxhash_library_computes_them() {
+        // python3 -c "import xxhash; print(xxhash.xxh3_128_hexdigest(b'{\"a\":1}', seed=6))"
+        assert_eq!(
+            ce_id(&rec(b"{\"a\":1}")),
+            "7a09b7da3bdf5a0a152571ff65c5d819"
+        );
+        // A GET webhook: its raw query, seed 0 * 2 + 1 for kind 0 (seed=1 in Python).
+        let mut q = rec(b"");
+        q.kind = 0;
+        q.is_query = true;
+        q.meta = Bytes::from_static(b"a=1&b=2");
+        assert_eq!(ce_id(&q), "5dd8eecd17cb894e6e5c9e79418e14ef");
+    }
+
+    #[test]
+    fn a_reused_writer_writes_the_same_headers_as_a_fresh_one() {
+        use rdkafka::message::Headers as _;
+        let texts = |h: &OwnedHeaders| -> Vec<(String, String)> {
+            h.iter()
+                .map(|h| {
+                    let v = String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap();
+                    (h.key.to_owned(), v)
+                })
+                .collect()
+        };
+        let mut w = HeaderWriter::default();
+        // Same second twice (cached prefix), the next second, a millisecond edge, the epoch,
+        // a time before it (clamped) and a large sequence number.
+        for (us, seq) in [
+            (1_764_000_000_123_456, 7),
+            (1_764_000_000_999_999, 8),
+            (1_764_000_001_000_000, 9),
+            (0, 10),
+            (-5, 11),
+            (1_764_000_001_042_000, u64::MAX),
+        ] {
+            let mut r = rec(b"{}");
+            r.received_us = us;
+            r.seq = Seq(seq);
+            let h = w.headers(&r, WebhookKind::VoiceEvent, "urn:test");
+            let fresh = HeaderWriter::default().headers(&r, WebhookKind::VoiceEvent, "urn:test");
+            assert_eq!(texts(&h), texts(&fresh));
+            let h = texts(&h);
+            let get = |k: &str| h.iter().find(|(key, _)| key == k).unwrap().1.clone();
+            assert_eq!(get("ce_time"), crate::cli::tail::rfc3339(us), "time {us}");
+            assert_eq!(get("callhook_received_at"), get("ce_time"));
+            assert_eq!(get("callhook_seq"), seq.to_string());
+            assert_eq!(get("ce_type"), "com.vonage.voice.event.completed");
+            assert_eq!(get("ce_id"), ce_id(&r));
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Got {
     pub headers: HashMap<String, String>,
     pub partition: i32,
     pub offset: i64,
+    /// The record's Kafka timestamp in milliseconds, if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Consumes `topics` from the beginning, in a new group, until `want` records arrived or
@@ -72,6 +74,7 @@ pub fn consume(brokers: &str, topics: &[&str], want: usize, timeout: Duration) -
                     headers,
                     partition: m.partition(),
                     offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
                 });
             }
             Some(Err(e)) => eprintln!("consumer: {e}"),
