@@ -148,7 +148,7 @@ fn run_phase(phase: Phase, brokers: &str, events: usize) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
     let (spool, records) = rt.block_on(fill(dir.path(), events));
-    let bytes: usize = records.iter().map(|r| r.body.len()).sum();
+    let bytes: usize = records.iter().map(|r| r.body().len()).sum();
     eprintln!(
         "forward bench {}: {events} events ({} MB of bodies, {} B each) spooled in {:.1} s",
         phase.key(),
@@ -343,17 +343,7 @@ async fn fill(dir: &std::path::Path, n: usize) -> (Spool, Vec<StoredRecord>) {
                 Err(e) => panic!("spool append: {e}"),
             }
         }
-        out.push(StoredRecord {
-            seq: Seq(i as u64),
-            received_us,
-            kind: rec.kind,
-            is_query: false,
-            key,
-            app: rec.app,
-            etype: rec.etype,
-            meta: rec.meta,
-            body: rec.body,
-        });
+        out.push(StoredRecord::new(Seq(i as u64), &rec));
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while spool.durable_next().0 < n as u64 {
@@ -400,8 +390,8 @@ fn ceiling(cfg: &KafkaConfig, topic: &str, records: &[StoredRecord], prebuilt: b
     for (r, h) in records.iter().zip(prepared) {
         let h = h.unwrap_or_else(|| build(r));
         let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic)
-            .payload(&r.body[..])
-            .key(&r.key[..])
+            .payload(r.body())
+            .key(r.key())
             .headers(h);
         loop {
             match p.send(rec) {

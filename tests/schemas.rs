@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use callhook::forward::record;
-use callhook::spool::{Seq, StoredRecord};
+use callhook::spool::{NewRecord, Seq, StoredRecord};
 use common::*;
 use serde_json::{Value, json};
 
@@ -94,17 +94,19 @@ fn query_fixtures() -> Vec<String> {
 
 /// A GET webhook's Kafka value exactly as the forwarder renders it from the query string.
 fn forwarded_query_value(query: &str) -> Value {
-    let rec = StoredRecord {
-        seq: Seq(0),
-        received_us: 0,
-        kind: 1,
-        is_query: true,
-        key: Bytes::new(),
-        app: Bytes::new(),
-        etype: Bytes::new(),
-        meta: Bytes::from(query.to_owned()),
-        body: Bytes::new(),
-    };
+    let rec = StoredRecord::new(
+        Seq(0),
+        &NewRecord {
+            kind: 1,
+            is_query: true,
+            received_us: 0,
+            key: Bytes::new(),
+            app: Bytes::new(),
+            etype: Bytes::new(),
+            meta: Bytes::from(query.to_owned()),
+            body: Bytes::new(),
+        },
+    );
     serde_json::from_slice(&record::value(&rec)).unwrap()
 }
 

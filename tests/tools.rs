@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use call_records::records::{self, Applied, Calls};
-use callhook::spool::{Seq, StoredRecord};
+use callhook::spool::{NewRecord, Seq, StoredRecord};
 use common::*;
 use serde_json::Value;
 
@@ -407,18 +407,7 @@ fn replay_to_kafka_resends_a_range_as_the_forwarder_would_marked_replayed() {
         assert_eq!(h["ce_type"], format!("com.vonage.voice.event.{status}"));
         assert_eq!(h["ce_time"], tail[seq as usize - 1]["received_at"]);
         // Same ce_id as the forwarder gives the original, so consumers drop the copy.
-        let rec = StoredRecord {
-            seq: Seq(seq),
-            received_us: 0,
-            kind: 3,
-            is_query: false,
-            key: Bytes::new(),
-            app: Bytes::new(),
-            etype: Bytes::new(),
-            meta: Bytes::new(),
-            body: Bytes::from(g.value.clone()),
-        };
-        assert_eq!(h["ce_id"], callhook::forward::record::ce_id(&rec));
+        assert_eq!(h["ce_id"], ce_id(&g.value));
     }
     assert_eq!(
         seqs,
@@ -432,18 +421,17 @@ fn replay_to_kafka_resends_a_range_as_the_forwarder_would_marked_replayed() {
 
 /// The `ce_id` callhook gives a voice event body (what the example reads from the header).
 fn ce_id(body: &[u8]) -> String {
-    let rec = StoredRecord {
-        seq: Seq(0),
-        received_us: 0,
+    let rec = NewRecord {
         kind: 3,
         is_query: false,
+        received_us: 0,
         key: Bytes::new(),
         app: Bytes::new(),
         etype: Bytes::new(),
         meta: Bytes::new(),
         body: Bytes::copy_from_slice(body),
     };
-    callhook::forward::record::ce_id(&rec)
+    callhook::forward::record::ce_id(&StoredRecord::new(Seq(0), &rec))
 }
 
 fn feed(calls: &mut Calls, names: &[&str]) -> Vec<Applied> {

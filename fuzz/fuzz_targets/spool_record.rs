@@ -23,11 +23,11 @@ fn to_new(r: &StoredRecord) -> NewRecord {
         kind: r.kind,
         is_query: r.is_query,
         received_us: r.received_us,
-        key: r.key.clone(),
-        app: r.app.clone(),
-        etype: r.etype.clone(),
-        meta: r.meta.clone(),
-        body: r.body.clone(),
+        key: Bytes::copy_from_slice(r.key()),
+        app: Bytes::copy_from_slice(r.app()),
+        etype: Bytes::copy_from_slice(r.etype()),
+        meta: Bytes::copy_from_slice(r.meta()),
+        body: Bytes::copy_from_slice(r.body()),
     }
 }
 
@@ -86,11 +86,11 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
             && r.kind == rec.kind
             && r.is_query == rec.is_query
             && r.received_us == rec.received_us
-            && r.key == rec.key
-            && r.app == rec.app
-            && r.etype == rec.etype
-            && r.meta == rec.meta
-            && r.body == rec.body
+            && r.key() == &rec.key[..]
+            && r.app() == &rec.app[..]
+            && r.etype() == &rec.etype[..]
+            && r.meta() == &rec.meta[..]
+            && r.body() == &rec.body[..]
     };
     assert!(same(&back), "round trip changed the record");
 

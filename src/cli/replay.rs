@@ -379,8 +379,8 @@ fn send(
         BaseRecord::with_opaque_to(topic, rec.seq.0 as usize)
             .payload(&value[..])
             .headers(headers);
-    if !rec.key.is_empty() {
-        out = out.key(&rec.key[..]);
+    if !rec.key().is_empty() {
+        out = out.key(rec.key());
     }
     loop {
         match producer.send(out) {

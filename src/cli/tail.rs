@@ -83,7 +83,7 @@ pub fn run(args: &TailArgs) -> ExitCode {
 
 /// One JSON line. The body is written verbatim: it was a JSON object when accepted.
 pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
-    let key = String::from_utf8_lossy(&rec.key);
+    let key = String::from_utf8_lossy(rec.key());
     let _ = write!(
         out,
         r#"{{"seq":{},"kind":"{}","received_at":"{}","key":{}"#,
@@ -92,8 +92,8 @@ pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
         rfc3339(rec.received_us),
         serde_json::Value::from(key.as_ref())
     );
-    if !rec.app.is_empty() {
-        let app = String::from_utf8_lossy(&rec.app);
+    if !rec.app().is_empty() {
+        let app = String::from_utf8_lossy(rec.app());
         let _ = write!(
             out,
             r#","application_id":{}"#,
@@ -101,14 +101,14 @@ pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
         );
     }
     if rec.is_query {
-        let q = String::from_utf8_lossy(&rec.meta);
+        let q = String::from_utf8_lossy(rec.meta());
         let map: serde_json::Map<String, serde_json::Value> = query::pairs(&q)
             .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
             .collect();
         let _ = write!(out, r#","query":{}"#, serde_json::Value::Object(map));
     } else {
-        if !rec.meta.is_empty() {
-            let q = String::from_utf8_lossy(&rec.meta);
+        if !rec.meta().is_empty() {
+            let q = String::from_utf8_lossy(rec.meta());
             let _ = write!(
                 out,
                 r#","query_string":{}"#,
@@ -120,7 +120,7 @@ pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
         // tokens, so turning it into a space keeps the same JSON value. Vonage sends compact
         // JSON, which passes through byte for byte.
         out.extend(
-            rec.body
+            rec.body()
                 .iter()
                 .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
         );

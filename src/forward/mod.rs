@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Header;
 use rdkafka::producer::{BaseRecord, Producer as _};
@@ -329,10 +328,10 @@ impl Pipeline {
                     key: "callhook_dlq_value",
                     value: Some("descriptor"),
                 });
-                value = dlq_descriptor(&h.rec, h.dlq_reason, value.len());
+                value = std::borrow::Cow::Owned(dlq_descriptor(&h.rec, h.dlq_reason, value.len()));
             }
         }
-        let key: Option<&[u8]> = (!h.rec.key.is_empty()).then_some(&h.rec.key[..]);
+        let key: Option<&[u8]> = (!h.rec.key().is_empty()).then_some(h.rec.key());
         let tag = seq as usize | if to_dlq { DLQ_BIT } else { 0 };
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(&self.topics[topic].name, tag)
@@ -580,12 +579,12 @@ impl CoarseClock {
 
 /// What the DLQ gets instead of a value too large for Kafka: enough to find it in the
 /// spool (`callhook tail --from SEQ`).
-fn dlq_descriptor(rec: &StoredRecord, reason: &str, size: usize) -> Bytes {
-    Bytes::from(
+fn dlq_descriptor(rec: &StoredRecord, reason: &str, size: usize) -> Vec<u8> {
+    Vec::from(
         serde_json::json!({
             "callhook_seq": rec.seq.0,
             "kind": WebhookKind::from_u8(rec.kind).map(|k| k.as_str()),
-            "key": String::from_utf8_lossy(&rec.key),
+            "key": String::from_utf8_lossy(rec.key()),
             "reason": reason,
             "value_bytes": size,
             "note": "value too large for Kafka; the record is kept in the spool",

@@ -1,25 +1,25 @@
 //! What a spooled record becomes on Kafka: topic, key, value and CloudEvents headers.
 
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::spool::StoredRecord;
 use crate::webhook::{WebhookKind, query};
 
-/// The Kafka value of a record: the raw body as received; a GET webhook's query becomes a
-/// compact JSON object of its decoded parameters in received order.
-pub fn value(rec: &StoredRecord) -> Bytes {
+/// The Kafka value of a record: the raw body as received (borrowed); a GET webhook's query
+/// becomes a compact JSON object of its decoded parameters in received order.
+pub fn value(rec: &StoredRecord) -> Cow<'_, [u8]> {
     if !rec.is_query {
-        return rec.body.clone();
+        return Cow::Borrowed(rec.body());
     }
-    let q = String::from_utf8_lossy(&rec.meta);
+    let q = String::from_utf8_lossy(rec.meta());
     let map: serde_json::Map<String, serde_json::Value> = query::pairs(&q)
         .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
         .collect();
-    Bytes::from(serde_json::Value::Object(map).to_string())
+    Cow::Owned(serde_json::Value::Object(map).to_string().into_bytes())
 }
 
 /// CloudEvents `ce_id`: a digest of kind and payload, so a webhook Vonage retried (same
@@ -41,7 +41,7 @@ pub fn ce_id(rec: &StoredRecord) -> String {
 fn push_ce_id(rec: &StoredRecord, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let seed = u64::from(rec.kind) << 1 | u64::from(rec.is_query);
-    let payload = if rec.is_query { &rec.meta } else { &rec.body };
+    let payload = if rec.is_query { rec.meta() } else { rec.body() };
     let digest = xxh3_128_with_seed(payload, seed);
     out.extend(
         digest
@@ -96,7 +96,7 @@ impl HeaderWriter {
         buf.clear();
         push_ce_id(rec, &mut buf);
         let id = buf.len();
-        push_ce_type(kind, &rec.etype, &mut buf);
+        push_ce_type(kind, rec.etype(), &mut buf);
         let ty = buf.len();
         self.push_time(rec.received_us, &mut buf);
         let time = buf.len();
@@ -135,10 +135,10 @@ impl HeaderWriter {
                 key: "callhook_seq",
                 value: bytes(time..buf.len()),
             });
-        if !rec.app.is_empty() {
+        if !rec.app().is_empty() {
             h = h.insert(Header {
                 key: "callhook_application_id",
-                value: Some(&rec.app[..]),
+                value: Some(rec.app()),
             });
         }
         if rec.is_query {
@@ -195,20 +195,32 @@ fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::Seq;
+    use crate::spool::{NewRecord, Seq};
+    use bytes::Bytes;
 
-    fn rec(body: &'static [u8]) -> StoredRecord {
-        StoredRecord {
-            seq: Seq(1),
-            received_us: 0,
+    fn new_rec(body: &'static [u8]) -> NewRecord {
+        NewRecord {
             kind: 3,
             is_query: false,
+            received_us: 0,
             key: Bytes::new(),
             app: Bytes::new(),
             etype: Bytes::from_static(b"completed"),
             meta: Bytes::new(),
             body: Bytes::from_static(body),
         }
+    }
+
+    fn rec(body: &'static [u8]) -> StoredRecord {
+        StoredRecord::new(Seq(1), &new_rec(body))
+    }
+
+    fn query_rec(kind: u8, query: &'static [u8]) -> StoredRecord {
+        let mut r = new_rec(b"");
+        r.kind = kind;
+        r.is_query = true;
+        r.meta = Bytes::from_static(query);
+        StoredRecord::new(Seq(1), &r)
     }
 
     #[test]
@@ -237,10 +249,7 @@ mod tests {
             "7a09b7da3bdf5a0a152571ff65c5d819"
         );
         // A GET webhook: its raw query, seed 0 * 2 + 1 for kind 0 (seed=1 in Python).
-        let mut q = rec(b"");
-        q.kind = 0;
-        q.is_query = true;
-        q.meta = Bytes::from_static(b"a=1&b=2");
+        let q = query_rec(0, b"a=1&b=2");
         assert_eq!(ce_id(&q), "5dd8eecd17cb894e6e5c9e79418e14ef");
     }
 
@@ -284,9 +293,7 @@ mod tests {
 
     #[test]
     fn get_records_become_json_objects_in_order() {
-        let mut r = rec(b"");
-        r.is_query = true;
-        r.meta = Bytes::from_static(b"b=2&a=%7B%7D&c=x+y");
+        let r = query_rec(3, b"b=2&a=%7B%7D&c=x+y");
         assert_eq!(&value(&r)[..], br#"{"b":"2","a":"{}","c":"x y"}"#);
     }
 }

@@ -109,29 +109,78 @@ impl NewRecord {
     }
 }
 
-/// A record read back from disk. Fields are slices of one shared buffer.
+/// A record read back from disk: the fixed fields, and the variable ones (key, app, etype,
+/// meta, body) in one buffer, so reading a record costs one allocation and one copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     pub seq: Seq,
     pub received_us: i64,
     pub kind: u8,
     pub is_query: bool,
-    pub key: Bytes,
-    pub app: Bytes,
-    pub etype: Bytes,
-    pub meta: Bytes,
-    pub body: Bytes,
+    /// key | app | etype | meta | body.
+    fields: Bytes,
+    /// Where key, app, etype and meta end in `fields`.
+    ends: [u32; 4],
 }
 
 impl StoredRecord {
+    /// The record `rec` would read back as under `seq` (tests and tools; the spool reader
+    /// decodes from disk).
+    pub fn new(seq: Seq, rec: &NewRecord) -> Self {
+        let mut fields = Vec::with_capacity(rec.fields_len());
+        let mut ends = [0u32; 4];
+        for (end, f) in ends
+            .iter_mut()
+            .zip([&rec.key, &rec.app, &rec.etype, &rec.meta])
+        {
+            fields.extend_from_slice(f);
+            *end = fields.len() as u32;
+        }
+        fields.extend_from_slice(&rec.body);
+        Self {
+            seq,
+            received_us: rec.received_us,
+            kind: rec.kind,
+            is_query: rec.is_query,
+            fields: Bytes::from(fields),
+            ends,
+        }
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.fields.len(), |&e| e as usize);
+        &self.fields[start..end]
+    }
+
+    /// Partition key.
+    pub fn key(&self) -> &[u8] {
+        self.field(0)
+    }
+
+    /// Application id (empty when unknown).
+    pub fn app(&self) -> &[u8] {
+        self.field(1)
+    }
+
+    /// Event type label (e.g. `completed`).
+    pub fn etype(&self) -> &[u8] {
+        self.field(2)
+    }
+
+    /// Request metadata: the raw query string of a GET webhook.
+    pub fn meta(&self) -> &[u8] {
+        self.field(3)
+    }
+
+    /// The raw body as received.
+    pub fn body(&self) -> &[u8] {
+        self.field(4)
+    }
+
     /// Size of the record on disk.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN
-            + self.key.len()
-            + self.app.len()
-            + self.etype.len()
-            + self.meta.len()
-            + self.body.len()
+        HEADER_LEN + self.fields.len()
     }
 }
 
@@ -172,7 +221,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 
 /// Decodes one record from the start of `buf` (which may hold more after it).
 /// Returns the record and its encoded length. Never panics on any input.
-pub fn decode(buf: &Bytes) -> Result<(StoredRecord, usize), DecodeError> {
+pub fn decode(buf: &[u8]) -> Result<(StoredRecord, usize), DecodeError> {
     if buf.len() < PREFIX_LEN {
         return Err(DecodeError::Incomplete {
             need: PREFIX_LEN,
@@ -203,28 +252,19 @@ pub fn decode(buf: &Bytes) -> Result<(StoredRecord, usize), DecodeError> {
             "field lengths disagree with record length",
         ));
     }
-    let mut at = HEADER_LEN;
-    let mut take = |n: usize| {
-        let s = buf.slice(at..at + n);
-        at += n;
-        s
-    };
-    let key = take(key_len);
-    let app = take(app_len);
-    let etype = take(etype_len);
-    let meta = take(meta_len);
-    let body = take(body_len);
+    // Lengths fit u32: the record is at most MAX_RECORD_LEN.
+    let key_end = key_len as u32;
+    let app_end = key_end + app_len as u32;
+    let etype_end = app_end + etype_len as u32;
+    let meta_end = etype_end + meta_len as u32;
     Ok((
         StoredRecord {
             seq: Seq(le64(b, 8)),
             received_us: le64(b, 16) as i64,
             kind: b[24],
             is_query: b[25] & 1 == 1,
-            key,
-            app,
-            etype,
-            meta,
-            body,
+            fields: Bytes::copy_from_slice(&b[HEADER_LEN..]),
+            ends: [key_end, app_end, etype_end, meta_end],
         },
         total,
     ))
@@ -255,9 +295,10 @@ mod tests {
         let (back, n) = decode(&buf).unwrap();
         assert_eq!(n, buf.len());
         assert_eq!(back.seq, Seq(42));
-        assert_eq!(back.body, rec.body);
-        assert_eq!(back.key, rec.key);
-        assert_eq!(back.etype, rec.etype);
+        assert_eq!(back.body(), rec.body);
+        assert_eq!(back.key(), rec.key);
+        assert_eq!(back.etype(), rec.etype);
+        assert_eq!(back, StoredRecord::new(Seq(42), &rec));
     }
 
     #[test]
@@ -313,11 +354,12 @@ mod tests {
             prop_assert_eq!(back.received_us, us);
             prop_assert_eq!(back.kind, kind);
             prop_assert_eq!(back.is_query, q);
-            prop_assert_eq!(back.key, rec.key);
-            prop_assert_eq!(back.app, rec.app);
-            prop_assert_eq!(back.etype, rec.etype);
-            prop_assert_eq!(back.meta, rec.meta);
-            prop_assert_eq!(back.body, rec.body);
+            prop_assert_eq!(back.key(), &rec.key[..]);
+            prop_assert_eq!(back.app(), &rec.app[..]);
+            prop_assert_eq!(back.etype(), &rec.etype[..]);
+            prop_assert_eq!(back.meta(), &rec.meta[..]);
+            prop_assert_eq!(back.body(), &rec.body[..]);
+            prop_assert_eq!(&back, &StoredRecord::new(Seq(seq), &rec));
         }
 
         #[test]

@@ -4,8 +4,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::record::{self, DecodeError, PREFIX_LEN, Seq, StoredRecord};
 
 /// Every segment starts with these bytes, so a stray file is never taken for spool data.
@@ -173,8 +171,7 @@ impl SegmentReader {
         if !self.fill(total)? {
             return Ok(None);
         }
-        let bytes = Bytes::copy_from_slice(self.take(total));
-        match record::decode(&bytes) {
+        match record::decode(self.take(total)) {
             Ok((rec, n)) => {
                 self.offset += n as u64;
                 Ok(Some(rec))

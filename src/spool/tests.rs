@@ -62,7 +62,7 @@ fn appends_are_read_back_in_order_after_reopen() {
     assert_eq!(all.len(), 100);
     for (i, r) in all.iter().enumerate() {
         assert_eq!(r.seq, Seq(i as u64));
-        assert_eq!(r.body, rec(i).body);
+        assert_eq!(r.body(), &rec(i).body[..]);
     }
     rt().block_on(async {
         let (spool, again) = Spool::open(cfg(dir.path())).unwrap();
