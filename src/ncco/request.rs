@@ -36,6 +36,33 @@ pub struct AnswerRequest<'a> {
     custom: CustomData<'a>,
 }
 
+/// The answer request parameters callhook reads, by name.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    To,
+    From,
+    FromUser,
+    EndpointType,
+    Uuid,
+    ConversationUuid,
+    CustomData,
+}
+
+impl Field {
+    fn of(name: &str) -> Option<Self> {
+        Some(match name {
+            "to" => Self::To,
+            "from" => Self::From,
+            "from_user" => Self::FromUser,
+            "endpoint_type" => Self::EndpointType,
+            "uuid" => Self::Uuid,
+            "conversation_uuid" => Self::ConversationUuid,
+            "custom_data" => Self::CustomData,
+            _ => return None,
+        })
+    }
+}
+
 /// `custom_data` as received; parsed on first use.
 #[derive(Debug, Default)]
 struct CustomData<'a> {
@@ -58,22 +85,26 @@ impl<'a> AnswerRequest<'a> {
     /// Reads a GET answer webhook's query string (URL-decoded; first value of a key wins).
     pub fn from_query(query: &'a str) -> Self {
         let mut req = AnswerRequest::default();
-        // Keys are matched before values are decoded: most parameters are never used.
+        // Keys are matched before values are decoded: most parameters are never used. A
+        // key is compared as sent; only one holding a `%` escape is decoded first (`+`
+        // decodes to a space, which no field name has).
         for (key, value) in raw_pairs(query) {
-            let slot = match decode(key).as_ref() {
-                "to" => &mut req.to,
-                "from" => &mut req.from,
-                "from_user" => &mut req.from_user,
-                "endpoint_type" => &mut req.endpoint_type,
-                "uuid" => &mut req.uuid,
-                "conversation_uuid" => &mut req.conversation_uuid,
-                "custom_data" => {
+            let field = Field::of(key)
+                .or_else(|| key.contains('%').then(|| Field::of(&decode(key))).flatten());
+            let slot = match field {
+                Some(Field::To) => &mut req.to,
+                Some(Field::From) => &mut req.from,
+                Some(Field::FromUser) => &mut req.from_user,
+                Some(Field::EndpointType) => &mut req.endpoint_type,
+                Some(Field::Uuid) => &mut req.uuid,
+                Some(Field::ConversationUuid) => &mut req.conversation_uuid,
+                Some(Field::CustomData) => {
                     if matches!(req.custom.source, CustomSource::Absent) {
                         req.custom.source = CustomSource::Encoded(decode(value));
                     }
                     continue;
                 }
-                _ => continue,
+                None => continue,
             };
             if slot.is_none() {
                 *slot = Some(decode(value));
@@ -197,6 +228,20 @@ mod tests {
         assert_eq!(req.application_id.as_deref(), Some("app-1"));
         assert_eq!(req.from_user, None);
         assert_eq!(req.custom("x"), None);
+    }
+
+    #[test]
+    fn escaped_keys_match_as_decoded_and_the_first_value_wins() {
+        let req = AnswerRequest::from_query(
+            "%74o=%2B44&fr%6Fm=x&to=second&from+=y&%75uid=u&conversation%5Fuuid=CON-1&custom%5Fdata=%7B%22a%22%3A1%7D",
+        );
+        assert_eq!(req.to.as_deref(), Some("+44"));
+        assert_eq!(req.from.as_deref(), Some("x"));
+        assert_eq!(req.uuid.as_deref(), Some("u"));
+        assert_eq!(req.conversation_uuid.as_deref(), Some("CON-1"));
+        assert_eq!(req.custom("a").as_deref(), Some("1"));
+        // `from+` decodes to `from ` (with a space): not `from`.
+        assert_eq!(AnswerRequest::from_query("from+=y").from, None);
     }
 
     #[test]
