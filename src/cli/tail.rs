@@ -128,12 +128,15 @@ pub fn render(rec: &StoredRecord, kind: WebhookKind, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-/// Microseconds since the epoch as RFC 3339 UTC with millisecond precision.
-pub fn rfc3339(us: i64) -> String {
-    rfc3339_display(us).to_string()
-}
+/// The last microsecond RFC 3339 can write (9999-12-31T23:59:59.999999Z).
+pub const RFC3339_MAX_US: i64 = 253_402_300_799_999_999;
 
-/// [`rfc3339`] without the allocation, for writing into a buffer.
-pub fn rfc3339_display(us: i64) -> humantime::Rfc3339Timestamp {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
+/// Microseconds since the epoch as RFC 3339 UTC with millisecond precision. Times outside
+/// what RFC 3339 can write (before 1970, after 9999: only a damaged clock writes them)
+/// clamp to its ends rather than fail.
+pub fn rfc3339(us: i64) -> String {
+    humantime::format_rfc3339_millis(
+        UNIX_EPOCH + Duration::from_micros(us.clamp(0, RFC3339_MAX_US) as u64),
+    )
+    .to_string()
 }

@@ -27,6 +27,7 @@ pub mod record;
 pub mod status;
 mod upkeep;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -50,8 +51,8 @@ use producer::Producer;
 const DLQ_BIT: usize = 1 << 62;
 /// Records read from the spool between two polls of the producer.
 const READ_BATCH: usize = 4096;
-/// `by_kind` slots: one per possible `WebhookKind` discriminant.
-const KIND_SLOTS: usize = WebhookKind::ALL.len() + 1;
+/// `by_kind` slots: one per value of a kind's spool byte.
+const KIND_SLOTS: usize = 1 << u8::BITS;
 /// Longest pause between retry rounds: short, so a recovered broker is used again quickly.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -328,7 +329,7 @@ impl Pipeline {
                     key: "callhook_dlq_value",
                     value: Some("descriptor"),
                 });
-                value = std::borrow::Cow::Owned(dlq_descriptor(&h.rec, h.dlq_reason, value.len()));
+                value = Cow::Owned(dlq_descriptor(&h.rec, h.dlq_reason, value.len()));
             }
         }
         let key: Option<&[u8]> = (!h.rec.key().is_empty()).then_some(h.rec.key());

@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use rdkafka::message::{Header, OwnedHeaders};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
+use crate::cli::tail::RFC3339_MAX_US;
 use crate::spool::StoredRecord;
 use crate::webhook::{WebhookKind, query};
 
@@ -77,16 +78,17 @@ pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHead
     HeaderWriter::default().headers(rec, kind, source)
 }
 
-/// Builds record headers on the forwarder's per-record path without allocating: the
-/// header texts share one reused buffer (librdkafka copies them), and the RFC 3339 time
-/// reuses its formatted second while records keep arriving within it.
+/// Builds record headers on the forwarder's per-record path with no allocation of its own
+/// (librdkafka allocates each header): the header texts share one reused buffer
+/// (librdkafka copies them), and the RFC 3339 time reuses its formatted second while
+/// records keep arriving within it.
 #[derive(Debug, Default)]
 pub struct HeaderWriter {
     buf: Vec<u8>,
     /// The unix second of `second_text`, and its text up to the fraction
     /// (`2026-11-24T04:10:22.`); empty until first used.
     second: u64,
-    second_text: Vec<u8>,
+    second_text: String,
 }
 
 impl HeaderWriter {
@@ -152,21 +154,22 @@ impl HeaderWriter {
     }
 
     /// RFC 3339 UTC with milliseconds (`2026-11-24T04:10:22.123Z`), as
-    /// [`crate::cli::tail::rfc3339`] writes it; times before 1970 clamp to the epoch.
+    /// [`crate::cli::tail::rfc3339`] writes it, clamped as it clamps.
     fn push_time(&mut self, us: i64, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let us = us.max(0).unsigned_abs();
+        use std::fmt::Write as _;
+        let us = us.clamp(0, RFC3339_MAX_US).unsigned_abs();
         let second = us / 1_000_000;
         if self.second_text.is_empty() || second != self.second {
             self.second_text.clear();
             let t = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(second));
+            // Cannot fail: the time is within what RFC 3339 writes.
             let _ = write!(self.second_text, "{t}");
             // `...:SSZ` -> `...:SS.`
             self.second_text.pop();
-            self.second_text.push(b'.');
+            self.second_text.push('.');
             self.second = second;
         }
-        out.extend_from_slice(&self.second_text);
+        out.extend_from_slice(self.second_text.as_bytes());
         let ms = (us / 1000 % 1000) as u32;
         out.extend_from_slice(&[
             b'0' + (ms / 100) as u8,
@@ -266,7 +269,7 @@ mod tests {
         };
         let mut w = HeaderWriter::default();
         // Same second twice (cached prefix), the next second, a millisecond edge, the epoch,
-        // a time before it (clamped) and a large sequence number.
+        // a time before it and one after 9999 (clamped), and a large sequence number.
         for (us, seq) in [
             (1_764_000_000_123_456, 7),
             (1_764_000_000_999_999, 8),
@@ -274,6 +277,7 @@ mod tests {
             (0, 10),
             (-5, 11),
             (1_764_000_001_042_000, u64::MAX),
+            (i64::MAX, 12),
         ] {
             let mut r = rec(b"{}");
             r.received_us = us;
@@ -289,6 +293,8 @@ mod tests {
             assert_eq!(get("ce_type"), "com.vonage.voice.event.completed");
             assert_eq!(get("ce_id"), ce_id(&r));
         }
+        assert_eq!(crate::cli::tail::rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(crate::cli::tail::rfc3339(-5), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
