@@ -51,6 +51,8 @@ use producer::Producer;
 const DLQ_BIT: usize = 1 << 62;
 /// Records read from the spool between two polls of the producer.
 const READ_BATCH: usize = 4096;
+/// Delivery-report events served between two reads of the spool, at most.
+const MAX_EVENTS_PER_ROUND: usize = 256;
 /// `by_kind` slots: one per value of a kind's spool byte.
 const KIND_SLOTS: usize = 1 << u8::BITS;
 /// Longest pause between retry rounds: short, so a recovered broker is used again quickly.
@@ -246,10 +248,15 @@ impl Pipeline {
             }
             let read = self.read_and_send();
             self.retry_due();
-            if read > 0 {
-                self.producer.poll(Duration::ZERO);
-            } else {
-                self.producer.poll(Duration::from_millis(5));
+            if self.serve_ready_events() == 0 && read == 0 {
+                // Nothing sent and no report waiting. rust-rdkafka's poll serves events
+                // until its timeout is over, so wait briefly while records are in flight
+                // (their reports make room in the window) and longer when all is quiet.
+                self.producer.poll(if self.held.len() > 0 {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::from_millis(5)
+                });
                 self.clock.expire();
             }
             self.handle_reports();
@@ -257,6 +264,25 @@ impl Pipeline {
             self.health_if_due();
         }
         self.shutdown();
+    }
+
+    /// Serves the delivery-report events already waiting and returns how many reports they
+    /// held. At a zero timeout rust-rdkafka's poll serves one event (one batch's reports)
+    /// per call: one call per round left reports queued until the window filled, and the
+    /// forwarder then stalled in a 5 ms poll.
+    fn serve_ready_events(&mut self) -> usize {
+        let queued = |p: &Producer| p.context().reports.lock().map_or(0, |r| r.len());
+        let before = queued(&self.producer);
+        let mut last = before;
+        for _ in 0..MAX_EVENTS_PER_ROUND {
+            self.producer.poll(Duration::ZERO);
+            let now = queued(&self.producer);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last - before
     }
 
     /// Reads durable records not yet held, up to the in-flight bound, and sends them.
