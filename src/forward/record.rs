@@ -293,7 +293,10 @@ mod tests {
             assert_eq!(get("ce_type"), "com.vonage.voice.event.completed");
             assert_eq!(get("ce_id"), ce_id(&r));
         }
-        assert_eq!(crate::cli::tail::rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            crate::cli::tail::rfc3339(i64::MAX),
+            "9999-12-31T23:59:59.999Z"
+        );
         assert_eq!(crate::cli::tail::rfc3339(-5), "1970-01-01T00:00:00.000Z");
     }
 
