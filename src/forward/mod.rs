@@ -24,6 +24,7 @@ pub mod admin;
 mod held;
 pub mod producer;
 pub mod record;
+mod retry;
 pub mod status;
 mod upkeep;
 
@@ -154,7 +155,7 @@ struct Pipeline {
     /// Topic index per kind, indexed by the kind's spool byte.
     by_kind: [usize; KIND_SLOTS],
     headers: record::HeaderWriter,
-    clock: CoarseClock,
+    clock: record::CoarseClock,
     dlq: usize,
     /// Largest value the DLQ takes verbatim (librdkafka's `message.max.bytes` minus room).
     dlq_max_value: usize,
@@ -213,7 +214,7 @@ impl Pipeline {
             topics,
             by_kind,
             headers: record::HeaderWriter::default(),
-            clock: CoarseClock::default(),
+            clock: record::CoarseClock::default(),
             dlq,
             dlq_max_value: max_msg.saturating_sub(16 * 1024),
             committed: from,
@@ -355,7 +356,7 @@ impl Pipeline {
                     key: "callhook_dlq_value",
                     value: Some("descriptor"),
                 });
-                value = Cow::Owned(dlq_descriptor(&h.rec, h.dlq_reason, value.len()));
+                value = Cow::Owned(record::dlq_descriptor(&h.rec, h.dlq_reason, value.len()));
             }
         }
         let key: Option<&[u8]> = (!h.rec.key().is_empty()).then_some(h.rec.key());
@@ -403,89 +404,6 @@ impl Pipeline {
         };
         if matches!(state, State::Waiting | State::DlqWaiting) {
             self.topics[new_topic].waiting += 1;
-        }
-    }
-
-    /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
-    fn failed(&mut self, seq: u64, was_dlq: bool, code: RDKafkaErrorCode) {
-        let Some(h) = self.held.get(seq) else { return };
-        let topic = if was_dlq { self.dlq } else { h.topic };
-        let reason = producer::reason(code);
-        if was_dlq {
-            metrics::counter!("callhook_kafka_dlq_failures_total").increment(1);
-            tracing::error!(seq, error = %code, "dead-letter topic refused a record; it stays in the spool");
-            self.set_state(seq, State::DlqWaiting);
-            self.back_off(topic);
-        } else if producer::is_permanent(code) {
-            metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "permanent").increment(1);
-            metrics::counter!("callhook_kafka_dlq_total", "reason" => reason).increment(1);
-            tracing::warn!(seq, error = %code, "Kafka refused a record permanently; sending it to the dead-letter topic");
-            if let Some(h) = self.held.get_mut(seq) {
-                h.dlq_reason = reason;
-            }
-            self.set_state(seq, State::DlqWaiting);
-            if self.topics[self.dlq].backoff_until.is_none() {
-                self.send(seq);
-            }
-        } else {
-            metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "transient").increment(1);
-            self.set_state(seq, State::Waiting);
-            self.back_off(topic);
-        }
-    }
-
-    /// One back-off step per failed round, however many records of the round fail.
-    fn back_off(&mut self, topic: usize) {
-        let now = Instant::now();
-        let t = &mut self.topics[topic];
-        if t.backoff_until.is_some_and(|u| u > now) {
-            return;
-        }
-        let wait = Duration::from_millis(100)
-            .saturating_mul(1 << t.failures.min(9))
-            .min(MAX_BACKOFF);
-        t.failures = t.failures.saturating_add(1);
-        if t.failures == 1 {
-            tracing::warn!(topic = %t.name, retry_in_ms = wait.as_millis() as u64, "Kafka deliveries failing; backing off");
-        }
-        t.backoff_until = Some(now + wait);
-    }
-
-    /// Re-sends, in spool order, the waiting records of topics whose back-off is over.
-    fn retry_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<usize> = (0..self.topics.len())
-            .filter(|&i| {
-                let t = &self.topics[i];
-                t.waiting > 0 && t.backoff_until.is_none_or(|u| u <= now)
-            })
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        for &i in &due {
-            self.topics[i].backoff_until = None;
-        }
-        let seqs: Vec<u64> = self
-            .held
-            .iter()
-            .filter(|(_, h)| match h.state {
-                State::Waiting => due.contains(&h.topic),
-                State::DlqWaiting => due.contains(&self.dlq),
-                _ => false,
-            })
-            .map(|(s, _)| s)
-            .collect();
-        for seq in seqs {
-            let topic = match self.held.get(seq) {
-                Some(h) if h.state == State::DlqWaiting => self.dlq,
-                Some(h) => h.topic,
-                None => continue,
-            };
-            if self.topics[topic].backoff_until.is_some() {
-                continue; // failed again during this round
-            }
-            self.send(seq);
         }
     }
 
@@ -572,50 +490,4 @@ impl Pipeline {
             "Kafka forwarder stopped"
         );
     }
-}
-
-/// The Kafka record timestamp (produce time, as librdkafka would set it), read from the
-/// clock once per [`CoarseClock::REUSE`] records: librdkafka's own per-record
-/// `gettimeofday` was 4% of the forwarder thread on this VM. A timestamp runs at most
-/// that many records (about a millisecond at full speed, or one idle poll) behind.
-#[derive(Debug, Default)]
-struct CoarseClock {
-    ms: i64,
-    left: u32,
-}
-
-impl CoarseClock {
-    const REUSE: u32 = 256;
-
-    fn now_ms(&mut self) -> i64 {
-        if self.left == 0 {
-            self.ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_millis() as i64);
-            self.left = Self::REUSE;
-        }
-        self.left -= 1;
-        self.ms
-    }
-
-    /// The next timestamp reads the clock again (after an idle wait).
-    fn expire(&mut self) {
-        self.left = 0;
-    }
-}
-
-/// What the DLQ gets instead of a value too large for Kafka: enough to find it in the
-/// spool (`callhook tail --from SEQ`).
-fn dlq_descriptor(rec: &StoredRecord, reason: &str, size: usize) -> Vec<u8> {
-    Vec::from(
-        serde_json::json!({
-            "callhook_seq": rec.seq.0,
-            "kind": WebhookKind::from_u8(rec.kind).map(|k| k.as_str()),
-            "key": String::from_utf8_lossy(rec.key()),
-            "reason": reason,
-            "value_bytes": size,
-            "note": "value too large for Kafka; the record is kept in the spool",
-        })
-        .to_string(),
-    )
 }
