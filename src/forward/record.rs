@@ -103,7 +103,7 @@ impl HeaderWriter {
         let ty = buf.len();
         self.push_time(rec.received_us, &mut buf);
         let time = buf.len();
-        push_decimal(rec.seq.0, &mut buf);
+        buf.extend_from_slice(itoa::Buffer::new().format(rec.seq.0).as_bytes());
         let bytes = |r: std::ops::Range<usize>| Some(&buf[r]);
         let mut h = OwnedHeaders::new_with_capacity(10)
             .insert(Header {
@@ -179,21 +179,6 @@ impl HeaderWriter {
             b'Z',
         ]);
     }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The Kafka record timestamp (produce time, as librdkafka would set it), read from the

@@ -91,23 +91,13 @@ impl<'a> AnswerRequest<'a> {
         for (key, value) in raw_pairs(query) {
             let field = Field::of(key)
                 .or_else(|| key.contains('%').then(|| Field::of(&decode(key))).flatten());
-            let slot = match field {
-                Some(Field::To) => &mut req.to,
-                Some(Field::From) => &mut req.from,
-                Some(Field::FromUser) => &mut req.from_user,
-                Some(Field::EndpointType) => &mut req.endpoint_type,
-                Some(Field::Uuid) => &mut req.uuid,
-                Some(Field::ConversationUuid) => &mut req.conversation_uuid,
-                Some(Field::CustomData) => {
-                    if matches!(req.custom.source, CustomSource::Absent) {
-                        req.custom.source = CustomSource::Encoded(decode(value));
-                    }
-                    continue;
+            let Some(field) = field else { continue };
+            if let Some(slot) = req.text_field(field) {
+                if slot.is_none() {
+                    *slot = Some(decode(value));
                 }
-                None => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(decode(value));
+            } else if matches!(req.custom.source, CustomSource::Absent) {
+                req.custom.source = CustomSource::Encoded(decode(value));
             }
         }
         req
@@ -124,14 +114,8 @@ impl<'a> AnswerRequest<'a> {
         };
         // One pass over the (small) object beats seven hashed lookups.
         for (key, value) in object.iter() {
-            let slot = match key.as_ref() {
-                "to" => &mut req.to,
-                "from" => &mut req.from,
-                "from_user" => &mut req.from_user,
-                "endpoint_type" => &mut req.endpoint_type,
-                "uuid" => &mut req.uuid,
-                "conversation_uuid" => &mut req.conversation_uuid,
-                "custom_data" => {
+            match Field::of(key.as_ref()) {
+                Some(Field::CustomData) => {
                     req.custom.source = match value {
                         BorrowedValue::Object(_) => CustomSource::Object(value),
                         BorrowedValue::String(s) => {
@@ -139,15 +123,29 @@ impl<'a> AnswerRequest<'a> {
                         }
                         _ => CustomSource::Absent,
                     };
-                    continue;
                 }
-                _ => continue,
-            };
-            if let BorrowedValue::String(s) = value {
-                *slot = Some(Cow::Borrowed(s.as_ref()));
+                Some(f) => {
+                    if let (Some(slot), BorrowedValue::String(s)) = (req.text_field(f), value) {
+                        *slot = Some(Cow::Borrowed(s.as_ref()));
+                    }
+                }
+                None => {}
             }
         }
         req
+    }
+
+    /// Where a plain text field is kept (`None` for `custom_data`, which is kept as sent).
+    fn text_field(&mut self, field: Field) -> Option<&mut Option<Cow<'a, str>>> {
+        Some(match field {
+            Field::To => &mut self.to,
+            Field::From => &mut self.from,
+            Field::FromUser => &mut self.from_user,
+            Field::EndpointType => &mut self.endpoint_type,
+            Field::Uuid => &mut self.uuid,
+            Field::ConversationUuid => &mut self.conversation_uuid,
+            Field::CustomData => return None,
+        })
     }
 
     /// Sets the application id (rules may be scoped to one application).
