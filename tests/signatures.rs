@@ -247,3 +247,19 @@ async fn check_config_never_prints_secrets() {
     );
     assert!(!text.contains(SECRET) && !text.contains(OLD_SECRET));
 }
+
+#[tokio::test]
+async fn a_sig_parameter_does_not_get_an_unsigned_request_past_enforcement() {
+    // No application checks legacy SMS signatures, so `sig` is just another parameter:
+    // an unsigned GET stays unsigned (503), on events and answers alike, and is not spooled.
+    let gw = Gateway::start(&config("enforce"));
+    for path in [
+        "/webhooks/voice/event?sig=x&conversation_uuid=CON-1&uuid=u-1&status=completed",
+        "/webhooks/voice/answer?sig=x&from=447700900001&to=442038297050&uuid=u-1",
+    ] {
+        let r = gw.get(path).await;
+        assert_eq!(r.status, 503, "{path}: {:?}", r.body);
+        assert_eq!(r.json()["error"], "unsigned", "{path}");
+    }
+    assert!(gw.tail(&[]).is_empty(), "nothing unverified was spooled");
+}

@@ -224,42 +224,50 @@ impl Verifier {
     /// Verifies a legacy SMS API webhook's `sig` parameter (doc §3) with the secret of the path
     /// application, or of any application with `legacy_sig` when the route has no app id.
     /// `params` are the decoded query (or form) parameters, `sig` included.
+    ///
+    /// `None` when no application that could have sent the request checks legacy
+    /// signatures (`legacy_sig` set, signatures not off, the route's capability): the caller
+    /// then verifies it like any other request, so a `sig` parameter alone never gets a
+    /// request past enforcement. A signature that fails is judged by the mode in force on
+    /// the route, as a missing token would be, so a report-mode legacy application cannot
+    /// soften another application's enforcement either.
     pub fn verify_legacy(
         &self,
+        capability: Capability,
         path_app: Option<&str>,
         params: &[(Cow<'_, str>, Cow<'_, str>)],
-    ) -> Verdict {
-        if self.apps.is_empty() {
-            return self.accept(None, None);
-        }
-        let candidates: Vec<usize> = match path_app {
-            Some(id) => match self.by_id.get(id) {
-                Some(&i) => vec![i],
-                None => {
-                    let f = SignatureError::UnknownApplication.into();
-                    return self.resolve(f, SignatureMode::Enforce, None);
-                }
-            },
-            None => (0..self.apps.len()).collect(),
+    ) -> Option<Verdict> {
+        let cap = capability.index();
+        // An unknown path application is `verify`'s to reject.
+        let path_idx = match path_app {
+            Some(id) => Some(*self.by_id.get(id)?),
+            None => None,
         };
-        let path_idx = candidates.first().copied().filter(|_| path_app.is_some());
-        let mut mode = SignatureMode::Off;
-        for &i in &candidates {
+        let candidates = path_idx.map_or(0..self.apps.len(), |i| i..i + 1);
+        let checking = candidates.filter_map(|i| {
             let app = &self.apps[i];
-            let Some(cfg) = &app.legacy else { continue };
-            if app.mode == SignatureMode::Off {
-                continue;
-            }
-            mode = mode.max(app.mode);
+            let checks = app.caps[cap] && app.mode != SignatureMode::Off;
+            Some((i, app.legacy.as_ref().filter(|_| checks)?))
+        });
+        let mut any = false;
+        for (i, cfg) in checking {
+            any = true;
             if verify_legacy_sig(params, cfg.algorithm, cfg.secret.expose()).is_ok() {
                 metrics::counter!("callhook_signature_verified_total").increment(1);
-                return self.accept(Some(i), None);
+                return Some(self.accept(Some(i), None));
             }
         }
-        if mode == SignatureMode::Off {
-            return self.accept(path_idx, None);
+        if !any {
+            return None;
         }
-        self.resolve(SignatureError::BadLegacySig.into(), mode, path_idx)
+        let mode = path_idx.map_or(self.route_mode[cap], |i| self.apps[i].mode);
+        Some(self.resolve(SignatureError::BadLegacySig.into(), mode, path_idx))
+    }
+
+    /// True when no application is configured: every request is accepted unverified (local
+    /// development), so callers may skip gathering what a check would need.
+    pub fn is_open(&self) -> bool {
+        self.apps.is_empty()
     }
 
     /// Number of `jti`s currently remembered (export as a gauge to size the cache).

@@ -21,7 +21,7 @@ fn no_applications_accepts_everything() {
         v.verify(&post(Capability::Rtc, Some(b"Bearer x.y.z"), b"{}")),
         open
     );
-    assert_eq!(v.verify_legacy(None, &[]), open);
+    assert_eq!(v.verify_legacy(Capability::Messages, None, &[]), None);
 }
 
 #[test]
@@ -205,33 +205,49 @@ fn legacy_sig_through_verifier() {
         algorithm: LegacySigAlgorithm::Sha256,
         secret: Secret::new("s3cr3t"),
     });
-    let v = verifier(&[a, b]);
+    let v = verifier(&[a.clone(), b.clone()]);
+    let voice = |app: Option<&str>, params: &[(Cow<'_, str>, Cow<'_, str>)]| {
+        v.verify_legacy(Capability::Voice, app, params)
+    };
+    assert_eq!(voice(None, &legacy_params(MD5HASH)), Some(accepted(APP_A)));
+    assert_eq!(voice(None, &legacy_params(SHA256)), Some(accepted(APP_B)));
     assert_eq!(
-        v.verify_legacy(None, &legacy_params(MD5HASH)),
-        accepted(APP_A)
+        voice(Some(APP_B), &legacy_params(SHA256)),
+        Some(accepted(APP_B))
     );
-    assert_eq!(
-        v.verify_legacy(None, &legacy_params(SHA256)),
-        accepted(APP_B)
-    );
-    assert_eq!(
-        v.verify_legacy(Some(APP_B), &legacy_params(SHA256)),
-        accepted(APP_B)
-    );
-    let bad = Verdict::Reject(SignatureError::BadLegacySig);
-    assert_eq!(v.verify_legacy(Some(APP_A), &legacy_params(SHA256)), bad);
-    assert_eq!(v.verify_legacy(None, &legacy_params("00")), bad);
+    let bad = Some(Verdict::Reject(SignatureError::BadLegacySig));
+    assert_eq!(voice(Some(APP_A), &legacy_params(SHA256)), bad);
+    assert_eq!(voice(None, &legacy_params("00")), bad);
     let mut tampered = legacy_params(MD5HASH);
     tampered[0].1 = Cow::Borrowed("447700900002");
-    assert_eq!(v.verify_legacy(None, &tampered), bad);
-    assert_eq!(v.verify_legacy(None, &tampered[..3]), bad);
-    // No legacy config anywhere: not checked.
+    assert_eq!(voice(None, &tampered), bad);
+    assert_eq!(voice(None, &tampered[..3]), bad);
+    // B has no messages capability: its secret does not open the messages routes.
+    assert_eq!(
+        v.verify_legacy(Capability::Messages, None, &legacy_params(SHA256)),
+        bad
+    );
+    // An unknown path application is left to `verify`, which rejects it.
+    assert_eq!(voice(Some("nobody"), &legacy_params(MD5HASH)), None);
+
+    // No application checks legacy signatures: not a legacy request, so the caller
+    // verifies it as usual and a `sig` parameter cannot skip enforcement.
     let v = verifier(&[app_a()]);
     assert_eq!(
-        v.verify_legacy(None, &tampered),
-        Verdict::Accept {
-            app: None,
-            report: None
-        }
+        v.verify_legacy(Capability::Voice, None, &legacy_params(MD5HASH)),
+        None
+    );
+    let off = with_mode(a.clone(), SignatureMode::Off);
+    let v = verifier(&[off]);
+    assert_eq!(
+        v.verify_legacy(Capability::Voice, None, &legacy_params("00")),
+        None
+    );
+    // A report-mode legacy application does not soften an enforcing one on the same
+    // route: a bad `sig` is judged by the route's mode.
+    let v = verifier(&[with_mode(b, SignatureMode::Report), app_a()]);
+    assert_eq!(
+        v.verify_legacy(Capability::Voice, None, &legacy_params("00")),
+        bad
     );
 }
