@@ -19,14 +19,43 @@ pub(crate) enum Escape {
     HtmlSafe,
 }
 
+/// [`CLASS`] bit: escaped in every mode (`"`, `\\`, control characters).
+const SPECIAL: u8 = 1;
+/// [`CLASS`] bit: escaped in [`Escape::HtmlSafe`] only (`<`, `>`, `&`, and 0xE2, the
+/// first byte of U+2028 / U+2029).
+const HTML: u8 = 2;
+/// Per byte, which [`Escape`] modes may escape it.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = SPECIAL;
+        b += 1;
+    }
+    t[b'"' as usize] = SPECIAL;
+    t[b'\\' as usize] = SPECIAL;
+    t[b'<' as usize] = HTML;
+    t[b'>' as usize] = HTML;
+    t[b'&' as usize] = HTML;
+    t[0xe2] = HTML;
+    t
+};
+
 /// Appends `s`, escaped for the inside of a JSON string (no quotes added).
 pub(crate) fn json_into(out: &mut BytesMut, s: &str, mode: Escape) {
     let bytes = s.as_bytes();
     let strict = mode == Escape::HtmlSafe;
+    // Bytes that may need escaping in this mode; a table lookup per byte skips the rest
+    // (request values are mostly digits, ids and names) without the match below.
+    let special = if strict { SPECIAL | HTML } else { SPECIAL };
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if CLASS[usize::from(b)] & special == 0 {
+            i += 1;
+            continue;
+        }
         let mut width = 1;
         let short: &[u8] = match b {
             b'"' => b"\\\"",

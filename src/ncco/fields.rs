@@ -9,9 +9,11 @@ use super::error::{NccoError, Path, rule};
 use super::placeholder::{self, Segment};
 use super::validate::{Checker, MAX_TALK_TEXT_CHARS, Res, Role};
 
-/// Vonage's number format: 7 to 15 ASCII digits, nothing else.
-pub fn is_e164(s: &str) -> bool {
-    (7..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+/// Vonage's number format: 7 to 15 ASCII digits, nothing else. Takes bytes too, so a
+/// rendered answer is checked where it was written, without a UTF-8 pass first.
+pub fn is_e164(s: impl AsRef<[u8]>) -> bool {
+    let s = s.as_ref();
+    (7..=15).contains(&s.len()) && s.iter().all(u8::is_ascii_digit)
 }
 
 impl Checker {

@@ -85,19 +85,27 @@ impl<'a> AnswerRequest<'a> {
     /// Reads a GET answer webhook's query string (URL-decoded; first value of a key wins).
     pub fn from_query(query: &'a str) -> Self {
         let mut req = AnswerRequest::default();
+        // One scan of the whole query for escapes rather than one per value used: Vonage's
+        // parameters are digits, ids and names, so there usually are none and every value
+        // is borrowed as sent.
+        let escaped = memchr::memchr2(b'%', b'+', query.as_bytes()).is_some();
+        let value_of = |v: &'a str| if escaped { decode(v) } else { Cow::Borrowed(v) };
         // Keys are matched before values are decoded: most parameters are never used. A
         // key is compared as sent; only one holding a `%` escape is decoded first (`+`
         // decodes to a space, which no field name has).
         for (key, value) in raw_pairs(query) {
-            let field = Field::of(key)
-                .or_else(|| key.contains('%').then(|| Field::of(&decode(key))).flatten());
+            let field = Field::of(key).or_else(|| {
+                (escaped && key.contains('%'))
+                    .then(|| Field::of(&decode(key)))
+                    .flatten()
+            });
             let Some(field) = field else { continue };
             if let Some(slot) = req.text_field(field) {
                 if slot.is_none() {
-                    *slot = Some(decode(value));
+                    *slot = Some(value_of(value));
                 }
             } else if matches!(req.custom.source, CustomSource::Absent) {
-                req.custom.source = CustomSource::Encoded(decode(value));
+                req.custom.source = CustomSource::Encoded(value_of(value));
             }
         }
         req

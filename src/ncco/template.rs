@@ -121,11 +121,13 @@ impl Template {
                         _ => escape::json_into(&mut out, value, Escape::HtmlSafe),
                     }
                     blank &= value.trim().is_empty();
-                    // Count what the NCCO will hold: in SSML an escaped character is its
-                    // entity (`'` is `&apos;`), as the validator counts it.
+                    // Count what the NCCO will hold (only talk texts have a length limit):
+                    // in SSML an escaped character is its entity (`'` is `&apos;`), as the
+                    // validator counts it.
                     chars += match role {
                         Some(Role::Text { ssml: true, .. }) => escape::ssml_escaped_chars(value),
-                        _ => value.chars().count(),
+                        Some(Role::Text { ssml: false, .. }) => value.chars().count(),
+                        _ => 0,
                     };
                 }
                 Piece::Begin => (mark, blank, chars) = (out.len(), true, 0),
@@ -133,7 +135,7 @@ impl Template {
                     let ok = match role {
                         // Escaped output is never all digits, so checking the
                         // written bytes is exact.
-                        Role::Number => std::str::from_utf8(&out[mark..]).is_ok_and(is_e164),
+                        Role::Number => is_e164(&out[mark..]),
                         // Static text was blank, or there would be no check.
                         Role::Required => !blank,
                         Role::Text { required, .. } => {
