@@ -309,6 +309,7 @@ async fn fill(dir: &std::path::Path, n: usize) -> (Spool, Vec<StoredRecord>) {
         retention_age: None,
         retention_bytes: None,
         queue_capacity: 65_536,
+        queue_bytes: 64 << 20,
         has_sink: true,
     })
     .expect("spool");

@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             retention_age: None,
             retention_bytes: Some(256 << 20),
             queue_capacity: 65_536,
+            queue_bytes: 64 << 20,
             has_sink: false,
         };
         let (spool, _) = rt.block_on(async { Spool::open(cfg) }).unwrap();

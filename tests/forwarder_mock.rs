@@ -86,6 +86,7 @@ fn spool(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Spool {
             retention_age: None,
             retention_bytes: None,
             queue_capacity: 10_000,
+            queue_bytes: 64 << 20,
             has_sink: true,
         })
     })

@@ -21,6 +21,9 @@ pub const DEFAULT_DISK_BUDGET_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 /// A week, like Kafka's default log retention.
 pub const DEFAULT_RETENTION_HOURS: u64 = 168;
 pub const DEFAULT_SPOOL_QUEUE: usize = 65_536;
+/// Bytes of records queued for the spool writer before new appends get 503: bounds the
+/// memory a burst of large bodies can hold (65,536 queued 256 KiB bodies would be 16 GiB).
+pub const DEFAULT_SPOOL_QUEUE_BYTES: u64 = 64 << 20;
 
 pub(crate) fn check_range(path: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if v < min || v > max {

@@ -130,6 +130,8 @@ pub struct SpoolSettings {
     pub retention_bytes: u64,
     /// Appends waiting for the writer thread before new ones get 503 (overload).
     pub queue_capacity: usize,
+    /// Bytes of appends waiting for the writer thread before new ones get 503 (overload).
+    pub queue_bytes: u64,
 }
 
 impl Default for SpoolSettings {
@@ -142,6 +144,7 @@ impl Default for SpoolSettings {
             retention_hours: DEFAULT_RETENTION_HOURS,
             retention_bytes: 0,
             queue_capacity: DEFAULT_SPOOL_QUEUE,
+            queue_bytes: DEFAULT_SPOOL_QUEUE_BYTES,
         }
     }
 }
@@ -249,11 +252,13 @@ impl Config {
                 "must be empty or start with '/' and not end with '/'",
             ));
         }
+        // Up to 32 MiB, well inside the spool's 64 MiB record limit with every other field
+        // at its largest, so a body that is let in can always be stored.
         limits::check_range(
             "server.max_body_bytes",
             s.max_body_bytes as u64,
             1024,
-            64 << 20,
+            32 << 20,
         )?;
         limits::check_range(
             "server.header_read_timeout_ms",
@@ -297,6 +302,13 @@ impl Config {
             sp.queue_capacity as u64,
             1,
             1_000_000,
+        )?;
+        // Room for at least one request of the largest size, however large the queue.
+        limits::check_range(
+            "spool.queue_bytes",
+            sp.queue_bytes,
+            s.max_body_bytes as u64 + 4096,
+            1 << 36,
         )?;
         if (sp.segment_bytes as usize) < s.max_body_bytes + 4096 {
             return Err(ConfigError::invalid(
@@ -344,6 +356,7 @@ impl Config {
                 .then(|| std::time::Duration::from_secs(sp.retention_hours * 3600)),
             retention_bytes: (sp.retention_bytes > 0).then_some(sp.retention_bytes),
             queue_capacity: sp.queue_capacity,
+            queue_bytes: sp.queue_bytes,
             has_sink: self.kafka.enabled(),
         }
     }

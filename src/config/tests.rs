@@ -63,3 +63,22 @@ fn absurd_retention_is_refused_not_overflowed() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.starts_with("spool.retention_hours"), "{e}");
 }
+
+#[test]
+fn every_body_let_in_fits_the_spool_queue_and_a_record() {
+    // A body the server accepts must be storable: one spool record (64 MiB at most) and
+    // room in the writer's queue.
+    let mut c = Config::default();
+    c.server.max_body_bytes = (32 << 20) + 1;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("server.max_body_bytes"), "{e}");
+    let mut c = Config::default();
+    c.spool.queue_bytes = c.server.max_body_bytes as u64;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("spool.queue_bytes"), "{e}");
+    let mut c = Config::default();
+    c.server.max_body_bytes = 32 << 20;
+    c.spool.segment_bytes = 64 << 20;
+    c.spool.queue_bytes = 64 << 20;
+    c.validate().unwrap();
+}

@@ -77,6 +77,8 @@ pub struct SpoolConfig {
     pub retention_bytes: Option<u64>,
     /// Appends waiting for the writer before new ones are refused as overload.
     pub queue_capacity: usize,
+    /// Encoded bytes of those appends before new ones are refused as overload.
+    pub queue_bytes: u64,
     /// True when a downstream sink (Kafka) must deliver a record before it may be deleted.
     pub has_sink: bool,
 }
@@ -126,6 +128,8 @@ pub(crate) struct Shared {
     failed: AtomicBool,
     /// Set when the budget refused an append; cleared by the next successful one.
     full: AtomicBool,
+    /// Encoded bytes of the appends sent and not yet taken by the writer.
+    queued_bytes: AtomicU64,
 }
 
 /// Handle to the spool; cheap to clone, shared by all request tasks.
@@ -137,6 +141,8 @@ pub struct Spool {
     shared: Arc<Shared>,
     dir: PathBuf,
     budget: u64,
+    /// Limit on `Shared::queued_bytes`.
+    queue_bytes: u64,
 }
 
 impl Spool {
@@ -158,10 +164,12 @@ impl Spool {
             segments: AtomicU64::new(recovered.segments.len() as u64),
             failed: AtomicBool::new(false),
             full: AtomicBool::new(false),
+            queued_bytes: AtomicU64::new(0),
         });
         let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
         let dir = cfg.dir.clone();
         let budget = cfg.disk_budget_bytes;
+        let queue_bytes = cfg.queue_bytes;
         let writer =
             Writer::new(cfg, shared.clone(), recovered.clone()).map_err(OpenError::Writer)?;
         let writer = std::thread::Builder::new()
@@ -176,6 +184,7 @@ impl Spool {
             shared,
             dir,
             budget,
+            queue_bytes,
         };
         Ok((spool, recovered))
     }
@@ -201,9 +210,23 @@ impl Spool {
     }
 
     fn send(&self, msg: Msg) -> Result<(), AppendError> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            TrySendError::Full(_) => AppendError::Overloaded,
-            TrySendError::Disconnected(_) => AppendError::Closed,
+        let len = match &msg {
+            Msg::Append(rec, _) => rec.encoded_len() as u64,
+            Msg::Shutdown(_) => 0,
+        };
+        // Bounded by bytes as well as by count: the answer path does not wait for its
+        // appends, so nothing else limits how many large bodies can queue up.
+        let queued = &self.shared.queued_bytes;
+        if queued.fetch_add(len, Ordering::Relaxed) + len > self.queue_bytes {
+            queued.fetch_sub(len, Ordering::Relaxed);
+            return Err(AppendError::Overloaded);
+        }
+        self.tx.try_send(msg).map_err(|e| {
+            queued.fetch_sub(len, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => AppendError::Overloaded,
+                TrySendError::Disconnected(_) => AppendError::Closed,
+            }
         })
     }
 

@@ -12,6 +12,7 @@ fn cfg(dir: &std::path::Path) -> SpoolConfig {
         retention_age: None,
         retention_bytes: None,
         queue_capacity: 1024,
+        queue_bytes: 64 << 20,
         has_sink: false,
     }
 }
@@ -260,4 +261,28 @@ fn detached_appends_become_durable_by_themselves_and_in_order() {
         assert_eq!(got, (0..21).collect::<Vec<i64>>());
         spool.shutdown().await;
     });
+}
+
+#[test]
+fn queued_bytes_are_bounded_and_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let big = rec(49).encoded_len() as u64;
+        assert!(big > rec(199 * 50).encoded_len() as u64 + 40);
+        // Room for one of the small records below at a time, never for the big one.
+        let (spool, _) = Spool::open(SpoolConfig {
+            queue_bytes: big - 1,
+            ..cfg(dir.path())
+        })
+        .unwrap();
+        assert_eq!(spool.append(rec(49)).await, Err(AppendError::Overloaded));
+        assert_eq!(spool.append_detached(rec(49)), Err(AppendError::Overloaded));
+        // Every record the writer takes gives its bytes back, awaited or not.
+        for i in 0..200 {
+            spool.append(rec(i * 50)).await.unwrap();
+        }
+        assert_eq!(spool.shared.queued_bytes.load(Ordering::Relaxed), 0);
+        spool.shutdown().await;
+    });
+    assert_eq!(read_all(dir.path()).len(), 200);
 }

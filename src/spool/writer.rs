@@ -141,7 +141,11 @@ impl Writer {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Append(rec, ack) => {
-                        bytes += rec.encoded_len();
+                        let len = rec.encoded_len();
+                        self.shared
+                            .queued_bytes
+                            .fetch_sub(len as u64, Ordering::Relaxed);
+                        bytes += len;
                         awaited |= ack.is_some();
                         self.admit(rec, ack);
                     }

@@ -13,6 +13,7 @@ fn cfg(dir: &std::path::Path) -> SpoolConfig {
         retention_age: None,
         retention_bytes: None,
         queue_capacity: 64,
+        queue_bytes: 64 << 20,
         has_sink: false,
     }
 }
