@@ -204,3 +204,25 @@ fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
     fwd.stop();
     rt.block_on(spool.shutdown());
 }
+
+/// A checkpoint past the spool's end (the spool lost its tail in a machine crash with
+/// `durability = "os"`, after Kafka had those records) must not make the forwarder skip
+/// the new records that reuse those sequence numbers.
+#[test]
+fn a_checkpoint_past_the_spool_end_does_not_skip_new_records() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let spool = spool(&rt, dir.path());
+    let cp = Checkpoint::new(dir.path(), "kafka");
+    cp.store(Seq(1_000)).unwrap();
+    let fwd = start_forwarder(&bootstrap, &spool);
+    rt.block_on(async {
+        for i in 0..50 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
+    fwd.stop();
+}

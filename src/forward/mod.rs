@@ -89,10 +89,25 @@ impl Forwarder {
     ) -> Result<Self, ForwardError> {
         let producer = producer::create(cfg, status.clone())?;
         let checkpoint = Checkpoint::new(spool.dir(), "kafka");
-        let from = checkpoint
+        let stored = checkpoint
             .load()
             .map_err(ForwardError::Checkpoint)?
             .unwrap_or(Seq(0));
+        // A checkpoint past the spool's end means the spool lost records Kafka already has
+        // (`durability = "os"` and a machine crash, or recovery cutting a corrupt tail). The
+        // sequence numbers from there on belong to new records: starting past them would
+        // skip those, and let retention delete them unforwarded.
+        let end = spool.durable_next();
+        let from = if stored > end {
+            tracing::error!(
+                checkpoint = stored.0,
+                spool_end = end.0,
+                "Kafka checkpoint is past the end of the spool (records lost in a crash?); forwarding from the spool's end"
+            );
+            end
+        } else {
+            stored
+        };
         spool.set_forwarded(from);
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline::new(cfg.clone(), producer, spool, status, checkpoint, from);
