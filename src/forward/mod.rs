@@ -165,6 +165,8 @@ struct Pipeline {
     status: Arc<KafkaStatus>,
     checkpoint: Checkpoint,
     reader: SpoolReader,
+    /// [`Spool::truncations`] when `reader` was opened.
+    truncations: u64,
     held: HeldWindow<Held>,
     topics: Vec<Topic>,
     /// Topic index per kind, indexed by the kind's spool byte.
@@ -220,6 +222,7 @@ impl Pipeline {
             .unwrap_or(1_000_000);
         Self {
             reader: SpoolReader::open(spool.dir(), from),
+            truncations: spool.truncations(),
             cfg,
             producer,
             spool,
@@ -304,6 +307,13 @@ impl Pipeline {
     /// Reads durable records not yet held, up to the in-flight bound, and sends them.
     fn read_and_send(&mut self) -> usize {
         let durable = self.spool.durable_next();
+        let truncations = self.spool.truncations();
+        if truncations != self.truncations {
+            // A failed write was cut off the tail; this reader may hold its bytes, read
+            // ahead of the durable end. Start afresh at the same position.
+            self.truncations = truncations;
+            self.reader.restart();
+        }
         let mut n = 0;
         while self.held.len() < self.cfg.max_in_flight && n < READ_BATCH {
             match self.reader.next_before(durable) {

@@ -130,6 +130,10 @@ pub(crate) struct Shared {
     full: AtomicBool,
     /// Encoded bytes of the appends sent and not yet taken by the writer.
     queued_bytes: AtomicU64,
+    /// Bumped whenever the writer cuts a failed batch off the tail, before any durable end
+    /// covering the sequence numbers it reuses is published: a reader in this process that
+    /// buffered those bytes drops its buffer ([`Spool::truncations`]).
+    truncations: AtomicU64,
 }
 
 /// Handle to the spool; cheap to clone, shared by all request tasks.
@@ -165,6 +169,7 @@ impl Spool {
             failed: AtomicBool::new(false),
             full: AtomicBool::new(false),
             queued_bytes: AtomicU64::new(0),
+            truncations: AtomicU64::new(0),
         });
         let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
         let dir = cfg.dir.clone();
@@ -246,6 +251,14 @@ impl Spool {
     /// Watches the durable end of the spool (next sequence number).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.durable_next.subscribe()
+    }
+
+    /// How many times a failed write was cut off the tail. A reader that may have read
+    /// past the durable end (a whole chunk at a time) must start afresh when this changed:
+    /// the bytes it buffered there were never acknowledged, and their sequence numbers go
+    /// to the records written next. Read it after [`Spool::durable_next`].
+    pub fn truncations(&self) -> u64 {
+        self.shared.truncations.load(Ordering::Acquire)
     }
 
     /// Next sequence number; all records below it are durable.

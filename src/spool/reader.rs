@@ -26,6 +26,13 @@ impl SpoolReader {
         }
     }
 
+    /// Forgets everything read ahead from the current segment, keeping the position: the
+    /// next read opens the segment afresh. For a reader that may have buffered bytes past
+    /// the durable end which the writer then cut off ([`Spool::truncations`](super::Spool::truncations)).
+    pub fn restart(&mut self) {
+        self.current = None;
+    }
+
     /// The sequence number the next record returned will have (if it still exists).
     pub fn position(&self) -> Seq {
         self.next

@@ -286,3 +286,48 @@ fn queued_bytes_are_bounded_and_given_back() {
     });
     assert_eq!(read_all(dir.path()).len(), 200);
 }
+
+/// The forwarder's reader reads whole chunks, so it can hold bytes of a batch written but
+/// not yet durable. When that batch fails and is cut off, its sequence numbers go to the
+/// next records: after `restart` the reader returns those, not the stale ones it buffered.
+#[test]
+fn a_restarted_reader_drops_records_cut_off_after_it_read_them() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment::path_for(dir.path(), Seq(0));
+    let with_body = |seq: u64, body: &str| {
+        let mut r = rec(seq as usize);
+        r.body = Bytes::from(body.to_owned());
+        r.encode(Seq(seq))
+    };
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(segment::MAGIC).unwrap();
+    for seq in 0..3 {
+        file.write_all(&with_body(seq, "kept")).unwrap();
+    }
+    let durable_len = file.metadata().unwrap().len();
+    for seq in 3..5 {
+        file.write_all(&with_body(seq, "failed")).unwrap();
+    }
+    let mut reader = reader::SpoolReader::open(dir.path(), Seq(0));
+    for seq in 0..3 {
+        let r = reader.next_before(Seq(3)).unwrap().unwrap();
+        assert_eq!((r.seq, r.body()), (Seq(seq), &b"kept"[..]));
+    }
+    assert!(reader.next_before(Seq(3)).unwrap().is_none());
+    // The failed batch is cut off and its numbers reused by the next, durable, records.
+    file.set_len(durable_len).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    for seq in 3..5 {
+        file.write_all(&with_body(seq, "acknowledged")).unwrap();
+    }
+    reader.restart();
+    for seq in 3..5 {
+        let r = reader.next_before(Seq(5)).unwrap().unwrap();
+        assert_eq!((r.seq, r.body()), (Seq(seq), &b"acknowledged"[..]));
+    }
+    assert!(reader.next_before(Seq(5)).unwrap().is_none());
+}

@@ -323,6 +323,7 @@ impl Writer {
                     .file
                     .set_len(self.tail.len)
                     .and_then(|()| self.file.sync_all());
+                self.shared.truncations.fetch_add(1, Ordering::Release);
                 if let Err(e2) = undone {
                     tracing::error!(error = %e2, "could not undo a failed spool write; refusing further appends");
                     self.shared.failed.store(true, Ordering::Relaxed);
@@ -345,6 +346,9 @@ impl Writer {
             .file
             .set_len(self.tail.len)
             .and_then(|()| self.file.sync_all());
+        // Readers drop what they buffered past the durable end (even if the cut failed:
+        // the next attempt bumps again before anything there becomes durable).
+        self.shared.truncations.fetch_add(1, Ordering::Release);
         if undone.is_ok() {
             tracing::warn!("undid the failed spool write; accepting appends again");
             self.shared.failed.store(false, Ordering::Relaxed);
