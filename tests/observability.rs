@@ -60,7 +60,7 @@ const PANELS_WITH_DATA: &[&str] = &[
     "fsync latency",
     "Group-commit batch size",
     "Group commits and records written",
-    "Startup recovery",
+    "Recovery and unreadable segments",
     "Versions",
 ];
 

@@ -61,27 +61,64 @@ impl SpoolReader {
             let Some((info, reader)) = self.current.as_mut() else {
                 return Ok(None);
             };
-            match reader.next_record()? {
-                Some(rec) if rec.seq < self.next => continue,
-                Some(rec) => {
+            let read = reader.next_record();
+            match read {
+                Ok(Some(rec)) if rec.seq < self.next => continue,
+                Ok(Some(rec)) => {
                     self.next = Seq(rec.seq.0 + 1);
                     return Ok(Some(rec));
                 }
-                None => {
-                    // End of this segment's data: move on only if a later segment exists and
-                    // nothing is half-read here (a half-read record may still be completing).
+                Ok(None) | Err(ReadError::Decode { .. }) => {
+                    // End of this segment's data (or bad bytes): move on if a later segment
+                    // exists. A half-read record may still be completing while this is the
+                    // tail; once a later segment exists this one is whole, so one more read
+                    // settles it.
                     let first = info.first_seq;
-                    let pending = reader.pending();
-                    let later = segment::list(&self.dir)?
+                    let Some(later) = segment::list(&self.dir)?
                         .into_iter()
-                        .find(|s| s.first_seq > first);
-                    match later {
-                        Some(_) if pending == 0 => self.current = None,
-                        _ => return Ok(None),
+                        .find(|s| s.first_seq > first)
+                    else {
+                        return read;
+                    };
+                    let read = if read.is_ok() && reader.pending() > 0 {
+                        reader.next_record()
+                    } else {
+                        read
+                    };
+                    match read {
+                        Ok(Some(rec)) if rec.seq < self.next => continue,
+                        Ok(Some(rec)) => {
+                            self.next = Seq(rec.seq.0 + 1);
+                            return Ok(Some(rec));
+                        }
+                        Ok(None) if reader.pending() == 0 => self.current = None,
+                        // A closed segment unreadable from here on: its end was lost (a
+                        // machine crash with `durability = "os"` before it was flushed) or
+                        // the disk corrupted it. Stalling here would stop the forwarder and
+                        // retention for good; what is unreadable is lost either way.
+                        _ => {
+                            let (path, offset) = (info.path.clone(), reader.offset());
+                            self.skip_to(&path, offset, later.first_seq);
+                        }
                     }
                 }
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Leaves the current segment, unreadable past `offset`, for the one starting at `next`.
+    fn skip_to(&mut self, path: &Path, offset: u64, next: Seq) {
+        let lost = next.0.saturating_sub(self.next.0);
+        tracing::error!(
+            segment = %path.display(),
+            offset,
+            records = lost,
+            "spool segment unreadable past this offset; skipping to the next segment"
+        );
+        metrics::counter!("callhook_spool_skipped_records_total").increment(lost);
+        self.next = self.next.max(next);
+        self.current = None;
     }
 
     /// Opens the segment holding `self.next`, or the oldest one if retention removed it.

@@ -184,6 +184,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Bytes of torn tail cut at startup.",
     ),
     (
+        "callhook_spool_skipped_records_total",
+        'c',
+        None,
+        "Records a reader skipped because a closed segment is unreadable past some point (lost in a machine crash with durability = \"os\", or disk corruption).",
+    ),
+    (
         "callhook_kafka_produced_total",
         'c',
         None,
