@@ -124,7 +124,9 @@ pub struct SpoolSettings {
     /// Total size of all segments never exceeded; at the limit new events get 503.
     pub disk_budget_bytes: u64,
     /// Delete segments older than this many hours (only forwarded ones when Kafka is on).
-    /// 0 keeps them until the byte limit or the budget needs the room.
+    /// 0: no age limit; segments then go only by `retention_bytes` or, with Kafka, once
+    /// forwarded and the disk budget needs the room (without Kafka the spool is the sink,
+    /// so a full budget refuses new events instead).
     pub retention_hours: u64,
     /// Delete oldest segments while the spool is above this size (0: no size retention).
     pub retention_bytes: u64,
