@@ -160,6 +160,9 @@ pub(super) async fn serve_plain<S, F>(
             timer: None,
             armed: Armed::Quiet { seen: 0 },
             write_blocked: false,
+            write_timer: None,
+            written: 0,
+            written_when_armed: 0,
             released: false,
         };
         let conn = http
@@ -342,6 +345,14 @@ struct Releasing {
     /// The last write or flush could not finish (client not reading): hyper is still
     /// sending a response, and end-of-stream now would cut it off.
     write_blocked: bool,
+    /// Armed when a write cannot go on (the client reads nothing) and re-armed whenever
+    /// bytes went out since: a client that takes nothing of a response for `close_after`
+    /// is cut off, rather than holding its connection (and a `max_connections` slot) for
+    /// good. Allocated only for a connection whose writes ever blocked.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes written so far, and when `write_timer` was armed.
+    written: u64,
+    written_when_armed: u64,
     released: bool,
 }
 
@@ -482,9 +493,50 @@ impl AsyncRead for Releasing {
 }
 
 impl Releasing {
-    fn note_write<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        self.write_blocked = r.is_pending();
-        r
+    fn note_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) => {
+                self.written += n as u64;
+                self.write_blocked = false;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => self.poll_write_deadline(cx),
+            r @ Poll::Ready(Err(_)) => r,
+        }
+    }
+
+    /// A write could not go on: pending until the client takes bytes again, or an error
+    /// (hyper then closes the connection) once it took none for `close_after`.
+    fn poll_write_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        self.write_blocked = true;
+        let timer = match &mut self.write_timer {
+            Some(t) if self.written_when_armed == self.written => t.as_mut(),
+            slot => {
+                self.written_when_armed = self.written;
+                let deadline = tokio::time::Instant::now() + self.close_after;
+                match slot {
+                    Some(t) => {
+                        t.as_mut().reset(deadline);
+                        t.as_mut()
+                    }
+                    None => slot
+                        .insert(Box::pin(tokio::time::sleep_until(deadline)))
+                        .as_mut(),
+                }
+            }
+        };
+        if timer.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        metrics::counter!("callhook_http_write_timeouts_total").increment(1);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client read nothing of the response within the header read timeout",
+        )))
     }
 }
 
@@ -496,7 +548,7 @@ impl AsyncWrite for Releasing {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.note_write(r)
+        this.note_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -506,7 +558,7 @@ impl AsyncWrite for Releasing {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.note_write(r)
+        this.note_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -515,8 +567,13 @@ impl AsyncWrite for Releasing {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_flush(cx);
-        this.note_write(r)
+        match Pin::new(&mut this.stream).poll_flush(cx) {
+            Poll::Pending => this.poll_write_deadline(cx),
+            r => {
+                this.write_blocked = false;
+                r
+            }
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

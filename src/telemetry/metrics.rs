@@ -62,6 +62,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Plain HTTP/1 connections closed for not completing a request head within header_read_timeout_ms (slow-header clients).",
     ),
     (
+        "callhook_http_write_timeouts_total",
+        'c',
+        None,
+        "Plain HTTP/1 connections closed because the client read nothing of a response within header_read_timeout_ms.",
+    ),
+    (
         "callhook_http_connections_rejected_total",
         'c',
         None,
