@@ -70,9 +70,11 @@ impl SpoolReader {
                 }
                 Ok(None) | Err(ReadError::Decode { .. }) => {
                     // End of this segment's data (or bad bytes): move on if a later segment
-                    // exists. A half-read record may still be completing while this is the
-                    // tail; once a later segment exists this one is whole, so one more read
-                    // settles it.
+                    // exists. Once one does this segment is whole, but the writer may have
+                    // finished it (a last batch, or the rest of a half-read record) between
+                    // that read and the listing: one more read settles it. Without it
+                    // `tail --follow` and `replay`, which read past the durable end, could
+                    // skip a segment's last batch at a roll.
                     let first = info.first_seq;
                     let Some(later) = segment::list(&self.dir)?
                         .into_iter()
@@ -80,7 +82,7 @@ impl SpoolReader {
                     else {
                         return read;
                     };
-                    let read = if read.is_ok() && reader.pending() > 0 {
+                    let read = if read.is_ok() {
                         reader.next_record()
                     } else {
                         read
