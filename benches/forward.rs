@@ -36,7 +36,7 @@ use rdkafka::types::RDKafkaErrorCode;
 /// The allocator the `callhook` binary runs with (`src/main.rs`), so the forwarder is measured
 /// as it runs in production.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: callhook::alloc::MiMalloc = callhook::alloc::MiMalloc;
 
 const EVENTS_PER_CALL: usize = 50;
 const TEMPLATE: &str = include_str!("../tests/fixtures/voice-event-completed.json");

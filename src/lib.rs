@@ -1,4 +1,5 @@
 //! callhook: a webhook ingestion gateway for Vonage.
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod forward;

@@ -4,7 +4,7 @@ use clap::Parser;
 /// allocations use it too: glibc's malloc/free were ~40% of the Kafka forwarder thread
 /// (`benches/forward.rs`), and per-thread caches suit hyper's short-lived request buffers.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: callhook::alloc::MiMalloc = callhook::alloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = callhook::cli::Cli::parse();
