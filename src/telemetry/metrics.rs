@@ -282,6 +282,8 @@ const ZERO_AT_START: &[&str] = &[
     "callhook_signature_replay_evictions_total",
     "callhook_spool_budget_rejections_total",
     "callhook_spool_write_errors_total",
+    "callhook_spool_skipped_records_total",
+    "callhook_http_write_timeouts_total",
     "callhook_kafka_dlq_failures_total",
     "callhook_kafka_producer_replaced_total",
 ];
