@@ -38,6 +38,16 @@ async fn tls_connect(
     der: &[u8],
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tls_over(tcp, der, alpn).await
+}
+
+/// TLS over an already connected socket, trusting only `der`, offering `alpn`.
+async fn tls_over(
+    tcp: tokio::net::TcpStream,
+    der: &[u8],
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
@@ -50,7 +60,6 @@ async fn tls_connect(
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
 }
@@ -156,6 +165,57 @@ async fn a_tls_client_that_sends_nothing_after_the_handshake_is_closed() {
     assert!(
         matches!(r, Ok(Ok(0) | Err(_))),
         "a silent TLS connection was held open: {r:?}"
+    );
+}
+
+/// Over TLS too, a client that sends requests and reads none of the responses is cut off
+/// once a response write makes no progress for the header read timeout.
+#[tokio::test]
+async fn a_tls_client_that_reads_no_responses_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const REQUESTS: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, der) = tls_gateway(dir.path(), "header_read_timeout_ms = 500\n");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(gw.addr).await.unwrap();
+    let tls = tls_over(tcp, &der, b"http/1.1").await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        let reqs = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(REQUESTS);
+        // Fails once the server gives up on the connection.
+        let _ = wr.write_all(&reqs).await;
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    let eof = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(eof.is_ok(), "the connection stayed open");
+    let responses = got.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+    assert!(
+        responses < REQUESTS,
+        "all {REQUESTS} responses were sent: the stalled connection was never cut"
+    );
+    writer.abort();
+    let mut tls = tls_connect(gw.addr, &der, b"http/1.1").await;
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    let _ = tls.read_to_string(&mut metrics).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "callhook_http_write_timeouts_total 1"),
+        "{metrics}"
     );
 }
 

@@ -12,7 +12,8 @@
 //!
 //! The header read timeout (slow-header defence, and the bound on a quiet keep-alive
 //! connection) is applied here too, rather than by hyper: hyper sets and drops a timer
-//! for every request, which on the answer path cost more than routing it.
+//! for every request, which on the answer path cost more than routing it. So is a write
+//! deadline, for every kind of connection (`stall.rs`).
 //!
 //! Known limit: a pipelining client whose *second* request head is only partly sent when
 //! the first completes, followed by more than `idle_release_ms` of silence, loses that
@@ -36,6 +37,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
+
+use stall::{Deadlined, WriteStall};
 
 /// The HTTP/2 connection preface; plain connections that start with it (or with a
 /// prefix of it) are served by the HTTP/1-or-2 builder instead.
@@ -160,9 +163,7 @@ pub(super) async fn serve_plain<S, F>(
             timer: None,
             armed: Armed::Quiet { seen: 0 },
             write_blocked: false,
-            write_timer: None,
-            written: 0,
-            written_when_armed: 0,
+            stall: WriteStall::default(),
             released: false,
         };
         let conn = http
@@ -278,6 +279,7 @@ pub(super) async fn serve_hyper<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let io = Deadlined::new(io, http.idle.close_after);
     let conn = http.auto.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = http.idle.close_after;
@@ -348,14 +350,8 @@ struct Releasing {
     /// The last write or flush could not finish (client not reading): hyper is still
     /// sending a response, and end-of-stream now would cut it off.
     write_blocked: bool,
-    /// Armed when a write cannot go on (the client reads nothing) and re-armed whenever
-    /// bytes went out since: a client that takes nothing of a response for `close_after`
-    /// is cut off, rather than holding its connection (and a `max_connections` slot) for
-    /// good. Allocated only for a connection whose writes ever blocked.
-    write_timer: Option<Pin<Box<Sleep>>>,
-    /// Bytes written so far, and when `write_timer` was armed.
-    written: u64,
-    written_when_armed: u64,
+    /// The write deadline (`close_after` without progress).
+    stall: WriteStall,
     released: bool,
 }
 
@@ -501,45 +497,9 @@ impl Releasing {
         cx: &mut Context<'_>,
         r: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        match r {
-            Poll::Ready(Ok(n)) => {
-                self.written += n as u64;
-                self.write_blocked = false;
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => self.poll_write_deadline(cx),
-            r @ Poll::Ready(Err(_)) => r,
-        }
-    }
-
-    /// A write could not go on: pending until the client takes bytes again, or an error
-    /// (hyper then closes the connection) once it took none for `close_after`.
-    fn poll_write_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        self.write_blocked = true;
-        let timer = match &mut self.write_timer {
-            Some(t) if self.written_when_armed == self.written => t.as_mut(),
-            slot => {
-                self.written_when_armed = self.written;
-                let deadline = tokio::time::Instant::now() + self.close_after;
-                match slot {
-                    Some(t) => {
-                        t.as_mut().reset(deadline);
-                        t.as_mut()
-                    }
-                    None => slot
-                        .insert(Box::pin(tokio::time::sleep_until(deadline)))
-                        .as_mut(),
-                }
-            }
-        };
-        if timer.poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        metrics::counter!("callhook_http_write_timeouts_total").increment(1);
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client read nothing of the response within the header read timeout",
-        )))
+        let r = self.stall.note(self.close_after, cx, r);
+        self.write_blocked = r.is_pending();
+        r
     }
 }
 
@@ -570,13 +530,12 @@ impl AsyncWrite for Releasing {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_flush(cx) {
-            Poll::Pending => this.poll_write_deadline(cx),
-            r => {
-                this.write_blocked = false;
-                r
-            }
-        }
+        let r = match Pin::new(&mut this.stream).poll_flush(cx) {
+            Poll::Pending => this.stall.poll_blocked(this.close_after, cx),
+            r => r,
+        };
+        this.write_blocked = r.is_pending();
+        r
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -584,5 +543,6 @@ impl AsyncWrite for Releasing {
     }
 }
 
+mod stall;
 #[cfg(test)]
 mod tests;

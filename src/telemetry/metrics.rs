@@ -65,7 +65,7 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "callhook_http_write_timeouts_total",
         'c',
         None,
-        "Plain HTTP/1 connections closed because the client read nothing of a response within header_read_timeout_ms.",
+        "Connections closed because the client read nothing of a response within header_read_timeout_ms.",
     ),
     (
         "callhook_http_connections_rejected_total",
