@@ -38,7 +38,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use stall::{Deadlined, WriteStall};
+use stall::Deadlined;
 
 /// The HTTP/2 connection preface; plain connections that start with it (or with a
 /// prefix of it) are served by the HTTP/1-or-2 builder instead.
@@ -155,7 +155,7 @@ pub(super) async fn serve_plain<S, F>(
     let mut carry = Bytes::new();
     loop {
         let io = Releasing {
-            stream,
+            stream: Deadlined::new(stream, idle.close_after),
             carry,
             act: act.clone(),
             release_after: idle.release_after,
@@ -163,7 +163,6 @@ pub(super) async fn serve_plain<S, F>(
             timer: None,
             armed: Armed::Quiet { seen: 0 },
             write_blocked: false,
-            stall: WriteStall::default(),
             released: false,
         };
         let conn = http
@@ -232,7 +231,7 @@ fn into_socket<S>(parts: http1::Parts<TokioIo<Releasing>, S>) -> (TcpStream, Byt
     } else {
         [&parts.read_buf[..], &io.carry[..]].concat().into()
     };
-    (io.stream, unread, io.released)
+    (io.stream.into_inner(), unread, io.released)
 }
 
 /// Resolves once `stop` changes (or its sender is gone). Polled for real only until its
@@ -335,7 +334,8 @@ async fn wait_readable(
 /// but not used, then the stream. Between requests, after `release_after` without one
 /// (or once stopping), a read reports end-of-stream so hyper lets the socket go.
 struct Releasing {
-    stream: TcpStream,
+    /// The socket, with the write deadline every connection gets.
+    stream: Deadlined<TcpStream>,
     carry: Bytes,
     act: Arc<Activity>,
     release_after: Option<Duration>,
@@ -350,8 +350,6 @@ struct Releasing {
     /// The last write or flush could not finish (client not reading): hyper is still
     /// sending a response, and end-of-stream now would cut it off.
     write_blocked: bool,
-    /// The write deadline (`close_after` without progress).
-    stall: WriteStall,
     released: bool,
 }
 
@@ -492,12 +490,8 @@ impl AsyncRead for Releasing {
 }
 
 impl Releasing {
-    fn note_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        let r = self.stall.note(self.close_after, cx, r);
+    /// Notes whether the write (or flush) left a response unfinished.
+    fn note_write<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         self.write_blocked = r.is_pending();
         r
     }
@@ -511,7 +505,7 @@ impl AsyncWrite for Releasing {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.note_write(cx, r)
+        this.note_write(r)
     }
 
     fn poll_write_vectored(
@@ -521,7 +515,7 @@ impl AsyncWrite for Releasing {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.note_write(cx, r)
+        this.note_write(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -530,12 +524,8 @@ impl AsyncWrite for Releasing {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let r = match Pin::new(&mut this.stream).poll_flush(cx) {
-            Poll::Pending => this.stall.poll_blocked(this.close_after, cx),
-            r => r,
-        };
-        this.write_blocked = r.is_pending();
-        r
+        let r = Pin::new(&mut this.stream).poll_flush(cx);
+        this.note_write(r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

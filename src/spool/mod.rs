@@ -53,7 +53,7 @@ use tokio::sync::{oneshot, watch};
 pub use record::{NewRecord, Seq, StoredRecord};
 pub use recovery::Recovered;
 
-use writer::{Msg, Writer};
+use writer::{Ack, Msg, Writer};
 
 /// Whether an append waits for the disk or only for the OS page cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -200,7 +200,7 @@ impl Spool {
     /// See [`AppendError`]; none of them leaves a partial record behind.
     pub async fn append(&self, rec: NewRecord) -> Result<Seq, AppendError> {
         let (ack, done) = oneshot::channel();
-        self.send(Msg::Append(rec, Some(ack)))?;
+        self.send(rec, Some(ack))?;
         self.writer.unpark();
         done.await.unwrap_or(Err(AppendError::Closed))
     }
@@ -211,14 +211,11 @@ impl Spool {
     /// # Errors
     /// Only queue-level refusals; a later write failure is counted, not reported.
     pub fn append_detached(&self, rec: NewRecord) -> Result<(), AppendError> {
-        self.send(Msg::Append(rec, None))
+        self.send(rec, None)
     }
 
-    fn send(&self, msg: Msg) -> Result<(), AppendError> {
-        let len = match &msg {
-            Msg::Append(rec, _) => rec.encoded_len() as u64,
-            Msg::Shutdown(_) => 0,
-        };
+    fn send(&self, rec: NewRecord, ack: Option<Ack>) -> Result<(), AppendError> {
+        let len = rec.encoded_len() as u64;
         // Bounded by bytes as well as by count: the answer path does not wait for its
         // appends, so nothing else limits how many large bodies can queue up.
         let queued = &self.shared.queued_bytes;
@@ -226,7 +223,7 @@ impl Spool {
             queued.fetch_sub(len, Ordering::Relaxed);
             return Err(AppendError::Overloaded);
         }
-        self.tx.try_send(msg).map_err(|e| {
+        self.tx.try_send(Msg::Append(rec, ack)).map_err(|e| {
             queued.fetch_sub(len, Ordering::Relaxed);
             match e {
                 TrySendError::Full(_) => AppendError::Overloaded,

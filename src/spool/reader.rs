@@ -61,50 +61,39 @@ impl SpoolReader {
             let Some((info, reader)) = self.current.as_mut() else {
                 return Ok(None);
             };
-            let read = reader.next_record();
-            match read {
-                Ok(Some(rec)) if rec.seq < self.next => continue,
-                Ok(Some(rec)) => {
+            let mut read = reader.next_record();
+            // End of this segment's data (or bad bytes): move on if a later segment exists.
+            // Once one does this segment is whole, but the writer may have finished it (a
+            // last batch, or the rest of a half-read record) between that read and the
+            // listing: one more read settles it. Without it `tail --follow` and `replay`,
+            // which read past the durable end, could skip a segment's last batch at a roll.
+            let mut later = None;
+            if matches!(read, Ok(None) | Err(ReadError::Decode { .. })) {
+                let first = info.first_seq;
+                later = segment::list(&self.dir)?
+                    .into_iter()
+                    .find(|s| s.first_seq > first);
+                if later.is_some() && read.is_ok() {
+                    read = reader.next_record();
+                }
+            }
+            match (read, later) {
+                (Ok(Some(rec)), _) if rec.seq < self.next => continue,
+                (Ok(Some(rec)), _) => {
                     self.next = Seq(rec.seq.0 + 1);
                     return Ok(Some(rec));
                 }
-                Ok(None) | Err(ReadError::Decode { .. }) => {
-                    // End of this segment's data (or bad bytes): move on if a later segment
-                    // exists. Once one does this segment is whole, but the writer may have
-                    // finished it (a last batch, or the rest of a half-read record) between
-                    // that read and the listing: one more read settles it. Without it
-                    // `tail --follow` and `replay`, which read past the durable end, could
-                    // skip a segment's last batch at a roll.
-                    let first = info.first_seq;
-                    let Some(later) = segment::list(&self.dir)?
-                        .into_iter()
-                        .find(|s| s.first_seq > first)
-                    else {
-                        return read;
-                    };
-                    let read = if read.is_ok() {
-                        reader.next_record()
-                    } else {
-                        read
-                    };
-                    match read {
-                        Ok(Some(rec)) if rec.seq < self.next => continue,
-                        Ok(Some(rec)) => {
-                            self.next = Seq(rec.seq.0 + 1);
-                            return Ok(Some(rec));
-                        }
-                        Ok(None) if reader.pending() == 0 => self.current = None,
-                        // A closed segment unreadable from here on: its end was lost (a
-                        // machine crash with `durability = "os"` before it was flushed) or
-                        // the disk corrupted it. Stalling here would stop the forwarder and
-                        // retention for good; what is unreadable is lost either way.
-                        _ => {
-                            let (path, offset) = (info.path.clone(), reader.offset());
-                            self.skip_to(&path, offset, later.first_seq);
-                        }
-                    }
+                (Ok(None), Some(_)) if reader.pending() == 0 => self.current = None,
+                // A closed segment unreadable from here on: its end was lost (a machine
+                // crash with `durability = "os"` before it was flushed) or the disk
+                // corrupted it. Stalling here would stop the forwarder and retention for
+                // good; what is unreadable is lost either way.
+                (Ok(None) | Err(ReadError::Decode { .. }), Some(later)) => {
+                    let (path, offset) = (info.path.clone(), reader.offset());
+                    self.skip_to(&path, offset, later.first_seq);
                 }
-                Err(e) => return Err(e),
+                // The current end of the spool, or an error worth retrying (I/O).
+                (read, _) => return read,
             }
         }
     }

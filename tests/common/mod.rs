@@ -492,3 +492,38 @@ fn dec(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+/// How many pipelined `GET /healthz` requests the slow-reader tests send without reading.
+pub const UNREAD_REQUESTS: usize = 200_000;
+
+/// Plays a client that pipelines [`UNREAD_REQUESTS`] requests and reads nothing for 3 s
+/// (well over the header read timeout the tests set), then everything the server still
+/// sends. Returns how many responses came before the server closed the connection;
+/// panics if it stayed open.
+pub async fn responses_to_a_client_that_stops_reading<S>(conn: S) -> usize
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let writer = tokio::spawn(async move {
+        let reqs = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(UNREAD_REQUESTS);
+        // Fails (reset or broken pipe) once the server gives up on the connection.
+        let _ = wr.write_all(&reqs).await;
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(eof.is_ok(), "the connection stayed open");
+    got.windows(9).filter(|w| w == b"HTTP/1.1 ").count()
+}

@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 /// re-armed whenever bytes went out since, so a slow but reading client is never cut; it
 /// is allocated only for a connection whose writes ever blocked.
 #[derive(Default)]
-pub(super) struct WriteStall {
+struct WriteStall {
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes written so far (wrapping: only compared for change), and when `timer` was
     /// armed.
@@ -27,7 +27,7 @@ pub(super) struct WriteStall {
 impl WriteStall {
     /// Notes the outcome of a write: bytes written count as progress, and `Pending` is
     /// turned into an error once nothing went out for `after`.
-    pub(super) fn note(
+    fn note(
         &mut self,
         after: Duration,
         cx: &mut Context<'_>,
@@ -45,11 +45,7 @@ impl WriteStall {
 
     /// A write or flush could not go on: pending until the client takes bytes again, or
     /// an error (hyper then closes the connection) once it took none for `after`.
-    pub(super) fn poll_blocked<T>(
-        &mut self,
-        after: Duration,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<T>> {
+    fn poll_blocked<T>(&mut self, after: Duration, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let timer = match &mut self.timer {
             Some(t) if self.armed_at == self.written => t.as_mut(),
             slot => {
@@ -77,8 +73,8 @@ impl WriteStall {
     }
 }
 
-/// Any connection's IO (TLS, HTTP/2) with the write deadline; plain HTTP/1 connections get
-/// it from their own wrapper (`Releasing`).
+/// A connection's IO with the write deadline: TLS and HTTP/2 connections as hyper serves
+/// them, and the socket inside a plain HTTP/1 connection's own wrapper (`Releasing`).
 pub(in crate::server) struct Deadlined<I> {
     io: I,
     after: Duration,
@@ -92,6 +88,10 @@ impl<I> Deadlined<I> {
             after,
             stall: WriteStall::default(),
         }
+    }
+
+    pub(in crate::server) fn into_inner(self) -> I {
+        self.io
     }
 }
 
