@@ -128,6 +128,8 @@ fn main() {
                         None => b.method("GET").body(Full::new(Bytes::new())),
                     }
                     .expect("request");
+                    // The client connection may still be finishing the previous exchange.
+                    send.ready().await.expect("ready");
                     let resp = send.send_request(req).await.expect("send");
                     assert_eq!(resp.status(), 200, "{name}");
                     resp.into_body().collect().await.expect("body");

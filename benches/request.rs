@@ -60,6 +60,8 @@ fn bench(c: &mut Criterion) {
                         .header("content-type", "application/json")
                         .body(Full::new(body.clone()))
                         .unwrap();
+                    // The client connection may still be finishing the previous exchange.
+                    send.ready().await.unwrap();
                     let resp = send.send_request(req).await.unwrap();
                     assert_eq!(resp.status(), 200);
                     resp.into_body().collect().await.unwrap();
@@ -73,6 +75,8 @@ fn bench(c: &mut Criterion) {
                         .header("host", "bench")
                         .body(Full::new(Bytes::new()))
                         .unwrap();
+                    // The client connection may still be finishing the previous exchange.
+                    send.ready().await.unwrap();
                     let resp = send.send_request(req).await.unwrap();
                     assert_eq!(resp.status(), 200);
                     resp.into_body().collect().await.unwrap();
