@@ -259,4 +259,25 @@ async fn allowlist_refuses_other_sources_and_trusts_only_configured_proxies() {
         .await;
     assert_eq!(r.status, 403, "the right-most untrusted hop is the client");
     assert_eq!(gw.tail(&[]).len(), 1);
+    drop(gw);
+    // The proxy itself is allowed too: a chain that cannot be read must not fall back to it.
+    let gw = Gateway::start(
+        "allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
+    for xff in [&[][..], &[("x-forwarded-for", "192.0.2.1, unknown")][..]] {
+        let r = gw
+            .request("POST", "/webhooks/voice/event", xff, event)
+            .await;
+        assert_eq!(r.status, 403, "{xff:?}");
+    }
+    let r = gw
+        .request(
+            "POST",
+            "/webhooks/voice/event",
+            &[("x-forwarded-for", "10.1.1.1:4711")],
+            event,
+        )
+        .await;
+    assert_eq!(r.status, 200, "a hop written with its port");
+    assert_eq!(gw.tail(&[]).len(), 1);
 }

@@ -28,27 +28,28 @@ impl Access {
     }
 
     /// The client address: the peer, or behind trusted proxies the right-most untrusted
-    /// `X-Forwarded-For` hop.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// `X-Forwarded-For` hop. `None` when the peer is a trusted proxy and the chain cannot
+    /// be read up to such a hop (header missing, not text, or a hop that is not an
+    /// address): falling back to the proxy's own address would let anything through it
+    /// that the proxy itself may send.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
         if !self.trusted(peer) {
-            return peer;
+            return Some(peer);
         }
-        let hops = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
+        let mut hops = Vec::new();
+        for value in headers.get_all("x-forwarded-for") {
+            hops.extend(value.to_str().ok()?.split(',').map(str::trim));
+        }
+        let mut origin = None;
         for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) if self.trusted(ip) => continue,
-                Ok(ip) => return ip,
-                // An unparsable hop ends what we can trust; attribute to the last proxy.
-                Err(_) => break,
+            let ip = hop_address(hop)?;
+            if !self.trusted(ip) {
+                return Some(ip);
             }
+            origin = Some(ip);
         }
-        peer
+        // Every hop a trusted proxy: the request started inside the proxy tier.
+        origin
     }
 
     /// Whether a request from `peer` with these headers may proceed.
@@ -56,13 +57,26 @@ impl Access {
         if self.is_open() {
             return true;
         }
-        let ip = self.client(peer, headers);
-        self.allow.iter().any(|n| n.contains(&canonical(ip)))
+        self.client(peer, headers)
+            .is_some_and(|ip| self.allow.iter().any(|n| n.contains(&canonical(ip))))
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
         self.proxies.iter().any(|n| n.contains(&canonical(ip)))
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, optionally with a port as some balancers
+/// write it (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    // A bracketed IPv6 address without a port.
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`, as a dual-stack socket reports) as plain IPv4.
@@ -104,5 +118,42 @@ mod tests {
         // XFF from an untrusted peer is ignored.
         assert!(!a.allows("198.51.100.1".parse().unwrap(), &xff("203.0.113.7")));
         assert!(Access::default().allows("198.51.100.1".parse().unwrap(), &none));
+        // Hops written with a port, as some balancers do.
+        assert!(a.allows(lb, &xff("203.0.113.7:4711")));
+        assert!(!a.allows(lb, &xff("198.51.100.1:4711")));
+        assert!(!a.allows(lb, &xff("[2001:db8::1]:4711")));
+        // The request started inside the proxy tier: the left-most proxy is the client.
+        assert!(!a.allows(lb, &xff("10.0.0.9")));
+    }
+
+    /// Through a trusted proxy, a chain that cannot be read is refused rather than
+    /// attributed to the proxy, even when the proxy itself is allowed.
+    #[test]
+    fn unreadable_forwarded_chains_fail_closed() {
+        let a = Access::new(
+            &nets(&["203.0.113.0/24", "10.0.0.0/8"]),
+            &nets(&["10.0.0.0/8"]),
+        );
+        let lb: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(a.allows(lb, &xff("203.0.113.7")));
+        assert!(!a.allows(lb, &HeaderMap::new()), "header missing");
+        assert!(
+            !a.allows(lb, &xff("unknown, 10.0.0.9")),
+            "a hop left of a proxy"
+        );
+        assert!(
+            !a.allows(lb, &xff("198.51.100.7, garbage")),
+            "the right-most hop"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            hyper::header::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert!(!a.allows(lb, &h), "not text");
+        // A later header line counts as the chain's end.
+        let mut h = xff("198.51.100.7");
+        h.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert!(a.allows(lb, &h));
     }
 }
