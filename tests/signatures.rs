@@ -263,3 +263,31 @@ async fn a_sig_parameter_does_not_get_an_unsigned_request_past_enforcement() {
     }
     assert!(gw.tail(&[]).is_empty(), "nothing unverified was spooled");
 }
+
+#[tokio::test]
+async fn routes_of_a_capability_no_application_has_are_not_open() {
+    // A voice-only application that enforces: nothing may send messages or rtc webhooks,
+    // so those routes refuse unsigned requests and the application's own tokens.
+    let gw = Gateway::start(
+        &config("enforce").replace(r#"["voice", "messages", "rtc"]"#, r#"["voice"]"#),
+    );
+    let inbound = compact(&fixture("messages-inbound-sms.json"));
+    for path in ["/webhooks/messages/inbound", "/webhooks/rtc/event"] {
+        let r = gw.post(path, inbound.clone()).await;
+        assert_eq!(r.status, 503, "{path}: {:?}", r.body);
+        assert_eq!(r.json()["error"], "unsigned", "{path}");
+        let token = vonage_token(SECRET, KEY, APP, &inbound, now_unix(), path);
+        let r = post_signed(&gw, path, &inbound, &token).await;
+        assert_eq!(r.status, 401, "{path}: {:?}", r.body);
+    }
+    assert!(gw.tail(&[]).is_empty(), "nothing was spooled");
+    // Opening a capability takes an application with it and signatures off.
+    let gw = Gateway::start(&format!(
+        "{}\n[[applications]]\nid = \"{OTHER_APP}\"\nname = \"sms\"\ncapabilities = [\"messages\"]\nsignatures = \"off\"\n",
+        config("enforce").replace(r#"["voice", "messages", "rtc"]"#, r#"["voice"]"#)
+    ));
+    assert_eq!(
+        gw.post("/webhooks/messages/inbound", inbound).await.status,
+        200
+    );
+}

@@ -121,7 +121,8 @@ pub struct Verifier {
     keyring: Keyring,
     replay: ReplayCache,
     max_skew: i64,
-    /// Strictest mode among applications with each capability (used before attribution).
+    /// Strictest mode among applications with each capability (used before attribution);
+    /// for a capability no application has, the strictest of all.
     route_mode: [SignatureMode; 3],
     failures: FailureLog,
 }
@@ -163,6 +164,20 @@ impl Verifier {
                 get_hash: app.get_hash,
                 legacy: app.legacy_sig.clone(),
             });
+        }
+        // A capability no application has: nothing may legitimately send to its routes,
+        // so they get the strictest mode of all (enforce unless every application is
+        // off or report). Opening them takes an application with that capability and
+        // `signatures = "off"`.
+        let strictest = states
+            .iter()
+            .map(|a| a.mode)
+            .max()
+            .unwrap_or(SignatureMode::Off);
+        for (i, mode) in route_mode.iter_mut().enumerate() {
+            if !states.iter().any(|a| a.caps[i]) {
+                *mode = strictest;
+            }
         }
         Ok(Verifier {
             apps: states,

@@ -148,17 +148,46 @@ fn shared_route_uses_strictest_mode_until_verified() {
             report: Some(SignatureError::IatOutOfWindow)
         }
     );
-    // Messages has only A (enforce); RTC routes with no app at all are open.
+    // Messages has only A (enforce).
     assert_eq!(
         v.verify(&post(Capability::Messages, None, b"{}")),
         Verdict::Unsigned
     );
-    let v = verifier(&[app_b()]);
+}
+
+/// A route whose capability no application has is not open: nothing may legitimately
+/// send to it, so it takes the strictest mode configured anywhere.
+#[test]
+fn capability_without_application_takes_strictest_mode() {
+    // A voice-and-messages application enforcing: RTC routes enforce too, and its own
+    // token (it has no rtc capability) does not pass there.
+    let a = app(
+        APP_A,
+        KEY_A,
+        &[NEW_SECRET],
+        &[Capability::Voice, Capability::Messages],
+    );
+    let v = verifier(&[a]);
+    assert_eq!(
+        v.verify(&post(Capability::Rtc, None, b"{}")),
+        Verdict::Unsigned
+    );
+    let auth = bearer(&mint(&claims("r1", b"{}"), NEW_SECRET));
+    assert!(matches!(
+        v.verify(&post(Capability::Rtc, Some(&auth), b"{}")),
+        Verdict::Reject(_)
+    ));
+    assert!(matches!(
+        v.verify(&post(Capability::Voice, Some(&auth), b"{}")),
+        Verdict::Accept { report: None, .. }
+    ));
+    // B alone, in report mode: the RTC route reports, it does not refuse.
+    let v = verifier(&[with_mode(app_b(), SignatureMode::Report)]);
     assert_eq!(
         v.verify(&post(Capability::Rtc, None, b"{}")),
         Verdict::Accept {
             app: None,
-            report: None
+            report: Some(SignatureError::MissingToken)
         }
     );
 }
