@@ -226,3 +226,34 @@ fn a_checkpoint_past_the_spool_end_does_not_skip_new_records() {
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
     fwd.stop();
 }
+
+/// The same, with Kafka down until a restart: the corrected checkpoint must already be on
+/// disk, or the restarted forwarder skips what was taken while Kafka was away.
+#[test]
+fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let spool = spool(&rt, dir.path());
+    let cp = Checkpoint::new(dir.path(), "kafka");
+    cp.store(Seq(1_000)).unwrap();
+    for b in 1..=3 {
+        cluster.broker_down(b).unwrap();
+    }
+    let fwd = start_forwarder(&bootstrap, &spool);
+    rt.block_on(async {
+        for i in 0..50 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    fwd.stop();
+    assert_eq!(cp.load().unwrap(), Some(Seq(0)), "nothing was delivered");
+    for b in 1..=3 {
+        cluster.broker_up(b).unwrap();
+    }
+    let fwd = start_forwarder(&bootstrap, &spool);
+    all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}

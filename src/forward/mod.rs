@@ -104,6 +104,9 @@ impl Forwarder {
                 spool_end = end.0,
                 "Kafka checkpoint is past the end of the spool (records lost in a crash?); forwarding from the spool's end"
             );
+            // Persisted now, not at the first delivery: with Kafka down until a restart,
+            // the stale checkpoint would otherwise skip the records taken meanwhile.
+            checkpoint.store(end).map_err(ForwardError::Checkpoint)?;
             end
         } else {
             stored
