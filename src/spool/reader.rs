@@ -14,6 +14,11 @@ pub struct SpoolReader {
     dir: PathBuf,
     current: Option<(SegmentInfo, SegmentReader)>,
     next: Seq,
+    /// Set when a closed segment ended cleanly short of the next segment's first record
+    /// and was opened afresh by path to make sure (a roll retried after a failed directory
+    /// sync renames a new file over an empty one a reader may hold). Ending short again
+    /// at the same position means those records are gone.
+    reopened_at: Option<Seq>,
 }
 
 impl SpoolReader {
@@ -23,6 +28,7 @@ impl SpoolReader {
             dir: dir.to_path_buf(),
             current: None,
             next: from,
+            reopened_at: None,
         }
     }
 
@@ -83,9 +89,19 @@ impl SpoolReader {
                     self.next = Seq(rec.seq.0 + 1);
                     return Ok(Some(rec));
                 }
-                (Ok(None), Some(_)) if reader.pending() == 0 => self.current = None,
-                // A closed segment unreadable from here on: its end was lost (a machine
-                // crash with `durability = "os"` before it was flushed) or the disk
+                (Ok(None), Some(later))
+                    if reader.pending() == 0
+                        && (self.next >= later.first_seq
+                            || self.reopened_at != Some(self.next)) =>
+                {
+                    if self.next < later.first_seq {
+                        self.reopened_at = Some(self.next);
+                    }
+                    self.current = None;
+                }
+                // A closed segment unreadable from here on, or ending (cleanly, and again
+                // when opened afresh) short of the next segment: its end was lost (a
+                // machine crash with `durability = "os"` before it was flushed) or the disk
                 // corrupted it. Stalling here would stop the forwarder and retention for
                 // good; what is unreadable is lost either way.
                 (Ok(None) | Err(ReadError::Decode { .. }), Some(later)) => {

@@ -1,7 +1,7 @@
 //! Segment files: naming, listing, and a sequential record reader over one file.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::record::{self, DecodeError, PREFIX_LEN, Seq, StoredRecord};
@@ -177,7 +177,14 @@ impl SegmentReader {
                 Ok(Some(rec))
             }
             Err(source) => {
-                // Put nothing back: the caller decides whether to truncate or stop here.
+                // Nothing consumed, and the buffered bytes dropped: the next call reads
+                // this record from the file again. A reader past the durable end may have
+                // buffered bytes the writer then cut and rewrote; real corruption stays in
+                // view (and is skipped, counted, only once a later segment exists) rather
+                // than the next call quietly returning the record after it.
+                self.start = 0;
+                self.end = 0;
+                self.file.seek(SeekFrom::Start(self.offset))?;
                 Err(ReadError::Decode {
                     offset: self.offset,
                     source,

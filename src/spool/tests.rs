@@ -338,7 +338,9 @@ fn a_restarted_reader_drops_records_cut_off_after_it_read_them() {
 #[test]
 fn readers_skip_the_unreadable_end_of_a_closed_segment() {
     use std::io::Write;
-    for tail in [&[0u8; 64][..], &rec(3).encode(Seq(3))[..20]] {
+    // Zeros, half a record, or nothing: a segment cut at a record boundary ends cleanly,
+    // short of the next segment's first record.
+    for tail in [&[0u8; 64][..], &rec(3).encode(Seq(3))[..20], &[][..]] {
         let dir = tempfile::tempdir().unwrap();
         let mut first = std::fs::File::create(segment::path_for(dir.path(), Seq(0))).unwrap();
         first.write_all(segment::MAGIC).unwrap();
@@ -351,9 +353,55 @@ fn readers_skip_the_unreadable_end_of_a_closed_segment() {
         for seq in 5..7 {
             second.write_all(&rec(seq).encode(Seq(seq as u64))).unwrap();
         }
-        let seqs: Vec<u64> = read_all(dir.path()).iter().map(|r| r.seq.0).collect();
-        assert_eq!(seqs, [0, 1, 2, 5, 6]);
+        // In a thread: a reader that re-opens the same segment forever must fail the
+        // test, not hang it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                read_all(&path)
+                    .iter()
+                    .map(|r| r.seq.0)
+                    .collect::<Vec<u64>>(),
+            );
+        });
+        let seqs = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the reader came back");
+        assert_eq!(seqs, [0, 1, 2, 5, 6], "tail {} bytes", tail.len());
     }
+}
+
+/// A record failing its CRC in the live segment is reported each time it is read, never
+/// skipped quietly by the next read; once a later segment exists the rest of the bad
+/// segment is skipped (counted and logged) and reading goes on there.
+#[test]
+fn a_corrupt_record_in_the_live_segment_is_not_skipped_quietly() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = std::fs::File::create(segment::path_for(dir.path(), Seq(0))).unwrap();
+    first.write_all(segment::MAGIC).unwrap();
+    for seq in 0..4 {
+        let mut bytes = rec(seq).encode(Seq(seq as u64));
+        if seq == 2 {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+        }
+        first.write_all(&bytes).unwrap();
+    }
+    let mut r = reader::SpoolReader::open(dir.path(), Seq(0));
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(0));
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(1));
+    for _ in 0..3 {
+        assert!(matches!(
+            r.next_record(),
+            Err(segment::ReadError::Decode { .. })
+        ));
+    }
+    let mut second = std::fs::File::create(segment::path_for(dir.path(), Seq(4))).unwrap();
+    second.write_all(segment::MAGIC).unwrap();
+    second.write_all(&rec(4).encode(Seq(4))).unwrap();
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(4));
 }
 
 /// While the tail is being written a reader may see half a record; that is not a torn
