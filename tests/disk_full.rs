@@ -114,6 +114,18 @@ fn fill(path: &Path, page: u64, free_pages: u64) -> u64 {
     len
 }
 
+/// Grows `path` until the filesystem has no byte left.
+fn top_up(path: &Path) {
+    let mut f = OpenOptions::new().append(true).open(path).unwrap();
+    loop {
+        match f.write(&[0x5a; 512]) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
+            Err(e) => panic!("topping up the tmpfs: {e}"),
+        }
+    }
+}
+
 /// Frees `pages` pages of the filler.
 fn shrink(path: &Path, page: u64, pages: u64) {
     let f = OpenOptions::new().write(true).open(path).unwrap();
@@ -410,4 +422,101 @@ async fn full_disk_gives_503_keeps_acked_events_and_recovers_without_restart() {
         ledger.refused.len()
     );
     drop(fs);
+}
+
+/// With Kafka as the sink, a full filesystem (not the budget, which is far larger) frees
+/// the segments already forwarded instead of waiting days for retention, even when the
+/// forwarder's checkpoint cannot be written: the same gateway accepts again by itself, and
+/// every event it answered 2xx reached Kafka.
+#[tokio::test]
+async fn full_disk_with_kafka_frees_forwarded_segments() {
+    let page = page_size();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fs = Tmpfs::mount(&data, FS_SIZE);
+    let filler = data.join("filler");
+    let brokers = kafka::bootstrap();
+    let topic = kafka::unique("diskfull");
+    let toml = format!(
+        "max_body_bytes = 2048\n[spool]\nsegment_bytes = {}\ndisk_budget_bytes = {}\n\
+         [kafka]\nbrokers = \"{brokers}\"\ncreate_topics = true\npartitions = 1\n\
+         replication_factor = 1\ncheckpoint_interval_ms = 60000\n[kafka.topics]\nvoice_event = \"{topic}\"\ndlq = \"{topic}.dlq\"\n",
+        16 * page,
+        64 * 1024 * 1024
+    );
+    let gw = Gateway::start_in(&data, &toml, &[]);
+    // Room for a few segments only.
+    fill(&filler, page, 80);
+    let mut ledger = Ledger::default();
+    ledger.until_refused(gw.addr).await;
+    // Every last byte taken: not even the forwarder's checkpoint can be written (nor is
+    // one due: the interval is a minute).
+    top_up(&filler);
+    // Once Kafka has everything, the closed segments may go. (The checkpoint itself may
+    // not be writable on the full disk: Kafka's confirmations are what count.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while produced(&gw, &topic).await < ledger.acked.len() as f64
+        || gw.metric("callhook_kafka_lag_records").await > 0.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Kafka did not confirm {} events within 30 s",
+            ledger.acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not a byte of the filler is freed: only deleting forwarded segments makes room.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = ledger.next;
+        ledger.next += 1;
+        let r = post(gw.addr, i).await;
+        if r.status == 200 {
+            ledger.acked.push(format!("disk-full-{i}"));
+            break;
+        }
+        check_refusal(&r);
+        ledger.refused.push(format!("disk-full-{i}"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refusing 20 s after Kafka confirmed every spooled event: forwarded \
+             segments were not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = kafka::consume(
+        &brokers,
+        &[&topic],
+        ledger.acked.len(),
+        Duration::from_secs(30),
+    );
+    let delivered: HashSet<String> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_slice::<serde_json::Value>(&g.value).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let missing: Vec<_> = ledger
+        .acked
+        .iter()
+        .filter(|id| !delivered.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} events answered 2xx never reached Kafka, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    drop(gw);
+    drop(fs);
+}
+
+/// `callhook_kafka_produced_total` for one topic.
+async fn produced(gw: &Gateway, topic: &str) -> f64 {
+    let m = metrics(gw.addr).await;
+    let series = format!("callhook_kafka_produced_total{{topic=\"{topic}\"}}");
+    metric(&m, &series).unwrap_or(0.0)
 }

@@ -482,12 +482,17 @@ impl Pipeline {
             (now_us - h.rec.received_us).max(0) as f64 / 1e6
         });
         metrics::gauge!("callhook_kafka_lag_seconds").set(age);
+        // Kafka has everything below `next`, so its segments may go whether or not the
+        // checkpoint is written yet: on a full disk, where the checkpoint (a new file)
+        // cannot be written, deleting them is what makes room. After a restart from an
+        // older checkpoint the reader starts at the oldest segment left, past nothing
+        // undelivered.
+        self.spool.set_forwarded(next);
         let interval = Duration::from_millis(self.cfg.checkpoint_interval_ms);
         if next > self.committed && (force || self.last_persist.elapsed() >= interval) {
             match self.checkpoint.store(next) {
                 Ok(()) => {
                     self.committed = next;
-                    self.spool.set_forwarded(next);
                     metrics::gauge!("callhook_kafka_checkpoint_seq").set(next.0 as f64);
                 }
                 Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),

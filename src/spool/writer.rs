@@ -75,6 +75,9 @@ pub(crate) struct Writer {
     /// next segment may already exist under the name of the sequence number that record
     /// would get, and a reader looking for that number would open the wrong segment.
     roll_due: bool,
+    /// The filesystem refused a write or a new segment (ENOSPC, quota): like budget
+    /// pressure, forwarded segments may go before retention would let them.
+    disk_full: bool,
     /// `durability = "os"` only: where closed segments go to be flushed off this thread.
     flusher: Option<SyncSender<File>>,
 }
@@ -113,6 +116,7 @@ impl Writer {
             pending: Vec::new(),
             pending_bytes: 0,
             roll_due: false,
+            disk_full: false,
         };
         w.publish();
         Ok(w)
@@ -175,11 +179,14 @@ impl Writer {
                 }
             }
             self.commit();
-            if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            if self.disk_full || last_housekeeping.elapsed() >= HOUSEKEEPING {
                 // While the budget refuses appends, free forwarded segments without waiting
                 // for an append: behind a load balancer that honours /readyz no append
-                // comes until the spool is writable again.
-                self.housekeeping(self.shared.full.load(Ordering::Relaxed));
+                // comes until the spool is writable again. A full filesystem is the same
+                // pressure, whatever the budget says, and is acted on at once.
+                let pressure = self.shared.full.load(Ordering::Relaxed) || self.disk_full;
+                self.disk_full = false;
+                self.housekeeping(pressure);
                 last_housekeeping = Instant::now();
             }
             if let Some(done) = shutdown {
@@ -226,6 +233,7 @@ impl Writer {
                 // Typically ENOSPC: refused like a failed write (503), retried by the next
                 // append, so the spool resumes by itself once there is room again.
                 self.roll_due = true;
+                self.disk_full |= is_disk_full(&e);
                 metrics::counter!("callhook_spool_write_errors_total").increment(1);
                 if ROLL_FAIL_LOG.allow(1000) {
                     tracing::error!(error = %e, "could not start a new spool segment");
@@ -313,6 +321,7 @@ impl Writer {
             }
             Err(e) => {
                 metrics::counter!("callhook_spool_write_errors_total").increment(1);
+                self.disk_full |= is_disk_full(&e);
                 if WRITE_FAIL_LOG.allow(1000) {
                     tracing::error!(error = %e, records = pending.len(), "spool write or fsync failed");
                 }
@@ -547,6 +556,14 @@ fn remove_unfinished_segments(dir: &std::path::Path) {
 fn reuse<'a, 'b>(mut v: Vec<IoSlice<'a>>) -> Vec<IoSlice<'b>> {
     v.clear();
     v.into_iter().map(|_| unreachable!("cleared")).collect()
+}
+
+/// No room on the filesystem (as opposed to a failing disk).
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {
