@@ -77,7 +77,8 @@ pub struct SpoolConfig {
     pub retention_bytes: Option<u64>,
     /// Appends waiting for the writer before new ones are refused as overload.
     pub queue_capacity: usize,
-    /// Encoded bytes of those appends before new ones are refused as overload.
+    /// Encoded bytes of those appends before new ones are refused as overload (one
+    /// record larger than this is taken when the queue is empty).
     pub queue_bytes: u64,
     /// True when a downstream sink (Kafka) must deliver a record before it may be deleted.
     pub has_sink: bool,
@@ -218,8 +219,12 @@ impl Spool {
         let len = rec.encoded_len() as u64;
         // Bounded by bytes as well as by count: the answer path does not wait for its
         // appends, so nothing else limits how many large bodies can queue up.
+        // A record larger than the whole bound is taken when nothing else is queued, so
+        // no request that passed the body limit is refused forever (a record holds its
+        // body plus the key and type copied out of it, and the query).
         let queued = &self.shared.queued_bytes;
-        if queued.fetch_add(len, Ordering::Relaxed) + len > self.queue_bytes {
+        let before = queued.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > self.queue_bytes {
             queued.fetch_sub(len, Ordering::Relaxed);
             return Err(AppendError::Overloaded);
         }
