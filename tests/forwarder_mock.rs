@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,15 +34,21 @@ fn event(i: usize) -> NewRecord {
     }
 }
 
-fn consume_ids(bootstrap: &str, topic: &str, want: usize) -> Vec<String> {
+static GROUPS: AtomicUsize = AtomicUsize::new(0);
+
+fn consume_ids(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<String> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "mock-test")
+        // A group of its own: a second read of the topic starts from the beginning too.
+        .set(
+            "group.id",
+            format!("mock-test-{}", GROUPS.fetch_add(1, Ordering::Relaxed)),
+        )
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
     c.subscribe(&[topic]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     let mut ids = Vec::new();
     while ids.len() < want && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
@@ -63,7 +70,7 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
         "vonage.rtc.event",
         "callhook.dlq",
     ] {
-        cluster.create_topic(t, 1, 3).unwrap();
+        let _ = cluster.create_topic(t, 1, 3); // the client's metadata request may have made it
     }
     cluster
 }
@@ -106,7 +113,7 @@ fn start_forwarder(bootstrap: &str, spool: &Spool) -> Forwarder {
 
 /// Asserts every event `e0..e{n}` reached the topic, then that the checkpoint reaches `n`.
 fn all_arrive_and_checkpoint_passes(bootstrap: &str, dir: &std::path::Path, n: usize) {
-    let ids = consume_ids(bootstrap, "vonage.voice.event", n);
+    let ids = consume_ids(bootstrap, "vonage.voice.event", n, Duration::from_secs(60));
     let unique: HashSet<_> = ids.iter().cloned().collect();
     let missing: Vec<_> = (0..n)
         .map(|i| format!("e{i}"))
@@ -123,12 +130,17 @@ fn all_arrive_and_checkpoint_passes(bootstrap: &str, dir: &std::path::Path, n: u
         missing.len(),
         &missing[..missing.len().min(5)]
     );
+    checkpoint_reaches(dir, n as u64);
+}
+
+/// Waits (30 s at most) for the stored checkpoint to read `next`.
+fn checkpoint_reaches(dir: &std::path::Path, next: u64) {
     let cp = Checkpoint::new(dir, "kafka");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while cp.load().unwrap() != Some(Seq(n as u64)) && Instant::now() < deadline {
+    while cp.load().unwrap() != Some(Seq(next)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(cp.load().unwrap(), Some(Seq(n as u64)));
+    assert_eq!(cp.load().unwrap(), Some(Seq(next)));
 }
 
 #[test]
@@ -254,6 +266,76 @@ fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
     }
     let fwd = start_forwarder(&bootstrap, &spool);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}
+
+/// One record Kafka keeps refusing (its topic and the DLQ missing) while other topics
+/// flow: reading goes at most a bounded distance past it (memory for every record after
+/// it), then waits; once the topics exist, everything arrives.
+#[test]
+fn a_stuck_record_bounds_how_far_reading_runs_ahead() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let spool = spool(&rt, dir.path());
+    let mut kafka = KafkaConfig {
+        brokers: Some(bootstrap.clone()),
+        message_timeout_ms: 1000,
+        max_in_flight: 10,
+        ..KafkaConfig::default()
+    };
+    kafka.topics.voice_answer = "stuck.answer".into();
+    kafka.topics.dlq = "stuck.dlq".into();
+    for t in ["stuck.answer", "stuck.dlq"] {
+        cluster
+            .topic_error(t, RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            .unwrap();
+    }
+    let fwd = Forwarder::start(&kafka, spool.clone(), Arc::new(KafkaStatus::new(true))).unwrap();
+    rt.block_on(async {
+        spool
+            .append(NewRecord {
+                kind: 1, // voice.answer
+                ..event(10_000)
+            })
+            .await
+            .unwrap();
+        for i in 0..200 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    // Four times max_in_flight past the stuck record, less the record itself.
+    // Without the bound all 200 arrive within a few seconds.
+    let ids = consume_ids(
+        &bootstrap,
+        "vonage.voice.event",
+        200,
+        Duration::from_secs(8),
+    );
+    assert!(
+        (30..=39).contains(&ids.len()),
+        "{} events forwarded past a stuck record with max_in_flight 10",
+        ids.len()
+    );
+    for t in ["stuck.answer", "stuck.dlq"] {
+        cluster
+            .topic_error(t, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+            .unwrap();
+        let _ = cluster.create_topic(t, 1, 3); // the client's metadata request may have made it
+    }
+    let ids = consume_ids(
+        &bootstrap,
+        "vonage.voice.event",
+        200,
+        Duration::from_secs(60),
+    );
+    let unique: HashSet<_> = ids.into_iter().collect();
+    assert_eq!(unique.len(), 200);
+    let answers = consume_ids(&bootstrap, "stuck.answer", 1, Duration::from_secs(60));
+    assert_eq!(answers, ["e10000"]);
+    checkpoint_reaches(dir.path(), 201);
     fwd.stop();
     rt.block_on(spool.shutdown());
 }

@@ -47,6 +47,11 @@ impl<T> HeldWindow<T> {
         self.len += 1;
     }
 
+    /// Sequence numbers from the oldest held to the newest: the slots kept, held or not.
+    pub(crate) fn span(&self) -> usize {
+        self.slots.len()
+    }
+
     fn index(&self, seq: u64) -> Option<usize> {
         let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         (i < self.slots.len()).then_some(i)
@@ -113,6 +118,8 @@ mod tests {
                     prop_assert_eq!(w.remove(key), None);
                 }
                 prop_assert_eq!(w.len(), m.len());
+                let span = m.keys().next().map_or(0, |&lo| (m.keys().last().unwrap() - lo + 1) as usize);
+                prop_assert!(w.span() >= span && w.span() <= (next - w.first().map_or(next, |f| f.0)) as usize);
                 prop_assert_eq!(w.first().map(|(s, v)| (s, *v)), m.iter().next().map(|(s, v)| (*s, *v)));
                 let a: Vec<(u64, u64)> = w.iter().map(|(s, v)| (s, *v)).collect();
                 let b: Vec<(u64, u64)> = m.iter().map(|(s, v)| (*s, *v)).collect();

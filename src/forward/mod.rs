@@ -10,8 +10,9 @@
 //!   Only after a delivery *failure* (Kafka away longer than `message_timeout_ms`) can a
 //!   retried record land after a later one of the same call.
 //! - One failing topic does not stop the others: its records wait (in memory, bounded by
-//!   `max_in_flight`) and are retried with back-off while other topics keep flowing; the
-//!   checkpoint waits for the oldest.
+//!   `max_in_flight`) and are retried with back-off while other topics keep flowing (up to
+//!   `SPAN_PER_IN_FLIGHT × max_in_flight` records past the oldest); the checkpoint waits
+//!   for the oldest.
 //! - Permanent per-record errors (too large, invalid, not authorised) go to the dead-letter
 //!   topic with a `callhook_dlq_reason` header; if even that fails the record is retried
 //!   and the checkpoint does not pass it. Nothing is skipped silently.
@@ -44,6 +45,7 @@ use crate::config::KafkaConfig;
 use crate::spool::checkpoint::Checkpoint;
 use crate::spool::reader::SpoolReader;
 use crate::spool::{Seq, Spool, StoredRecord};
+use crate::telemetry::logging::RateLimit;
 use crate::webhook::WebhookKind;
 use held::HeldWindow;
 use producer::Producer;
@@ -56,6 +58,12 @@ const READ_BATCH: usize = 4096;
 const MAX_EVENTS_PER_ROUND: usize = 256;
 /// `by_kind` slots: one per value of a kind's spool byte.
 const KIND_SLOTS: usize = 1 << u8::BITS;
+/// How far past the oldest unconfirmed record reading may go, in multiples of
+/// `max_in_flight`: one record Kafka keeps refusing (its DLQ too) leaves an empty slot for
+/// every record confirmed after it, so without a bound that memory grows for as long as
+/// it is stuck. At the bound, reading waits for it (and the lag alert fires).
+const SPAN_PER_IN_FLIGHT: usize = 4;
+static SPAN_LOG: RateLimit = RateLimit::new();
 /// Longest pause between retry rounds: short, so a recovered broker is used again quickly.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -318,7 +326,20 @@ impl Pipeline {
             self.reader.restart();
         }
         let mut n = 0;
-        while self.held.len() < self.cfg.max_in_flight && n < READ_BATCH {
+        let max_span = self.cfg.max_in_flight.saturating_mul(SPAN_PER_IN_FLIGHT);
+        if self.held.span() >= max_span && SPAN_LOG.allow(10_000) {
+            let oldest = self.held.first().map(|(seq, h)| (seq, h.topic));
+            tracing::warn!(
+                oldest = ?oldest.map(|o| o.0),
+                topic = oldest.map_or("-", |o| self.topics[o.1].name.as_str()),
+                held = self.held.len(),
+                "forwarding waits: the oldest unconfirmed record is {max_span} records behind"
+            );
+        }
+        while self.held.len() < self.cfg.max_in_flight
+            && self.held.span() < max_span
+            && n < READ_BATCH
+        {
             match self.reader.next_before(durable) {
                 Ok(Some(rec)) => {
                     n += 1;
