@@ -281,3 +281,23 @@ async fn allowlist_refuses_other_sources_and_trusts_only_configured_proxies() {
     assert_eq!(r.status, 200, "a hop written with its port");
     assert_eq!(gw.tail(&[]).len(), 1);
 }
+
+#[tokio::test]
+async fn http2_connections_take_a_bounded_number_of_streams() {
+    // hyper's default would be 200 streams, each able to buffer a body before it is
+    // verified; the server advertises 32.
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, der) = tls_gateway(dir.path(), "");
+    let tls = tls_connect(gw.addr, &der, b"h2").await;
+    let (send, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let req = hyper::Request::get("https://localhost/healthz")
+        .body(())
+        .unwrap();
+    let (resp, _) = send.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    assert_eq!(send.current_max_send_streams(), 32);
+}

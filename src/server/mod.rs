@@ -28,6 +28,9 @@ use crate::spool::Spool;
 use crate::verify::Verifier;
 use routes::Routes;
 
+/// Concurrent HTTP/2 streams per connection (TLS connections offering h2).
+const H2_MAX_STREAMS: u32 = 32;
+
 /// Everything a request handler needs; built once, shared by all connections.
 pub struct AppState {
     pub cfg: Arc<Config>,
@@ -107,7 +110,11 @@ pub async fn run(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(cfg.max_header_bytes as u32);
+        .max_header_list_size(cfg.max_header_bytes as u32)
+        // hyper's default is 200 streams per connection, each able to buffer a body of
+        // up to `max_body_bytes` before it is verified; Vonage sends one request at a
+        // time per connection.
+        .max_concurrent_streams(H2_MAX_STREAMS);
     // The same HTTP/1 settings for plain connections, which `conn` serves itself, except
     // the header read timeout: `conn` applies it without a timer per request.
     let mut http1 = hyper::server::conn::http1::Builder::new();
