@@ -291,3 +291,38 @@ async fn routes_of_a_capability_no_application_has_are_not_open() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_get_token_reused_over_another_query_is_refused() {
+    // get_hash is "report" by default (Vonage's GET canonicalisation is not confirmed), so
+    // the query's hash alone would not stop this; the replay cache does.
+    let gw = Gateway::start(&config("enforce"));
+    let q = fixture_query("voice-event-input-dtmf-get-query.json");
+    let token = vonage_token(SECRET, KEY, APP, &query_payload(&q), now_unix(), "jti-q");
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    let path = format!("/webhooks/voice/event?{q}");
+    assert_eq!(gw.request("GET", &path, &auth, vec![]).await.status, 200);
+    let r = gw.request("GET", &path, &auth, vec![]).await;
+    assert_eq!(r.status, 200, "Vonage's retry");
+    let forged = format!("{path}&status=completed");
+    let r = gw.request("GET", &forged, &auth, vec![]).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    // A repeated key reads two ways: refused even with a fresh token over the original.
+    let token = vonage_token(SECRET, KEY, APP, &query_payload(&q), now_unix(), "jti-dup");
+    let first_key = q.split('=').next().unwrap();
+    let r = gw
+        .request(
+            "GET",
+            &format!("/webhooks/voice/event?{first_key}=forged&{q}"),
+            &[("authorization", &format!("Bearer {token}"))],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(
+        gw.tail(&[]).len(),
+        2,
+        "only the webhook and its retry were spooled"
+    );
+}

@@ -361,12 +361,22 @@ impl Verifier {
         let claimed = payload_hash::claim_bytes(claim)
             .ok_or_else(|| fail(SignatureError::PayloadHashMismatch))?;
         let mut soft = None;
-        match req.query {
+        // The hash of what this request carries, as the replay cache remembers it: a
+        // retry of the same webhook carries the same payload, a token replayed over
+        // another payload does not, even where a GET mismatch is only reported.
+        let payload = match req.query {
             None => {
                 let actual = payload_hash::post_body_hash(req.body);
                 if !bool::from(actual.ct_eq(&claimed)) {
                     return Err(fail(SignatureError::PayloadHashMismatch));
                 }
+                claimed
+            }
+            // The hash takes a repeated key's last value (as a JSON object would), readers
+            // its first: a query that reads two ways is refused whatever `get_hash` says.
+            // Vonage does not repeat parameters.
+            Some(query) if payload_hash::has_repeated_key(query) => {
+                return Err(fail(SignatureError::PayloadHashMismatch));
             }
             Some(query) if !get_hash_matches(query, &claimed) => {
                 // GET canonicalisation is NC (doc §2.2): soft unless the app enforces it. An
@@ -375,9 +385,10 @@ impl Verifier {
                     Some(GetHashMode::Report) => soft = Some(SignatureError::PayloadHashMismatch),
                     _ => return Err(fail(SignatureError::PayloadHashMismatch)),
                 }
+                payload_hash::get_query_hash(query, JsonEscaping::Standard)
             }
-            Some(_) => {}
-        }
+            Some(_) => claimed,
+        };
         // jti is documented as always present (WG); the SDKs do not check it, but without it
         // replay protection is impossible, so a token lacking it is malformed.
         let jti = jwt::s(&claims.jti)
@@ -387,7 +398,7 @@ impl Verifier {
         let expires_at = iat.saturating_add(self.max_skew);
         match self
             .replay
-            .check_and_insert(jti, &claimed, expires_at, req.now_unix)
+            .check_and_insert(jti, &payload, expires_at, req.now_unix)
         {
             ReplayOutcome::Replayed => Err(fail(SignatureError::ReplayedJti)),
             ReplayOutcome::Fresh | ReplayOutcome::Retry => Ok(Verified { app, soft }),

@@ -88,6 +88,17 @@ fn write_json_str(h: &mut Sha256, s: &str, escaping: JsonEscaping) {
     }
 }
 
+/// Whether a decoded key appears more than once.
+pub fn has_repeated_key(query: &str) -> bool {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let keys: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| form_decode(p.split_once('=').map_or(p, |(k, _)| k)))
+        .collect();
+    keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k))
+}
+
 fn decode_query(query: &str) -> Vec<(String, String)> {
     let query = query.strip_prefix('?').unwrap_or(query);
     let mut out: Vec<(String, String)> = Vec::new();

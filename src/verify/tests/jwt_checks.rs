@@ -374,3 +374,57 @@ fn signed_token_with_invalid_utf8_in_ignored_fields_is_malformed() {
         );
     }
 }
+
+/// `get_hash = "report"` (the default) lets a GET hash mismatch through, reported; the
+/// replay cache must still tell a retry (same query) from the token reused over another.
+#[test]
+fn a_token_replayed_over_another_query_is_refused_where_get_hash_only_reports() {
+    let v = verifier(&[app_a()]);
+    let query = query_of(DTMF_GET);
+    let mut c = claims("get-replay", b"");
+    c["payload_hash"] = json!(DTMF_GET_SHA256);
+    let auth = bearer(&mint(&c, NEW_SECRET));
+    let req = |q| SignedRequest {
+        query: Some(q),
+        ..post(Capability::Voice, Some(&auth), b"")
+    };
+    assert_eq!(v.verify(&req(&query)), accepted(APP_A));
+    assert_eq!(v.verify(&req(&query)), accepted(APP_A), "Vonage's retry");
+    let tampered = query.replace("16105553939", "16105553930");
+    assert_eq!(
+        v.verify(&req(&tampered)),
+        Verdict::Reject(SignatureError::ReplayedJti)
+    );
+}
+
+/// The hash takes a repeated key's last value, readers its first: such a query could
+/// carry a signed hash and forged values, so it is refused even with `get_hash =
+/// "report"`.
+#[test]
+fn a_query_with_a_repeated_key_is_refused() {
+    let v = verifier(&[app_a()]);
+    let query = query_of(DTMF_GET);
+    let forged = format!("speech=forged&{query}");
+    assert_eq!(
+        payload_hash::get_query_hash(&forged, JsonEscaping::Standard),
+        payload_hash::get_query_hash(&query, JsonEscaping::Standard),
+        "the attack this guards against: the same hash"
+    );
+    let mut c = claims("get-dup", b"");
+    c["payload_hash"] = json!(DTMF_GET_SHA256);
+    let auth = bearer(&mint(&c, NEW_SECRET));
+    let req = SignedRequest {
+        query: Some(&forged),
+        ..post(Capability::Voice, Some(&auth), b"")
+    };
+    assert_eq!(
+        v.verify(&req),
+        Verdict::Reject(SignatureError::PayloadHashMismatch)
+    );
+    assert!(payload_hash::has_repeated_key("a=1&b=2&a=3"));
+    assert!(
+        payload_hash::has_repeated_key("a=1&%61=2"),
+        "decoded keys compare"
+    );
+    assert!(!payload_hash::has_repeated_key("a=1&b=2&ab=3"));
+}
