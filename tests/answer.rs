@@ -191,7 +191,7 @@ async fn upstream_answers_within_the_deadline_or_the_fallback_does() {
 async fn an_answer_abandoned_by_its_caller_is_no_longer_in_flight() {
     use tokio::io::AsyncWriteExt;
     let hang = upstream("hang").await;
-    let gw = Gateway::start(&upstream_rule("hang", hang, 5000));
+    let gw = Gateway::start(&upstream_rule("hang", hang, 4500));
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /webhooks/voice/answer?to=hang HTTP/1.1\r\nhost: x\r\n\r\n")
         .await

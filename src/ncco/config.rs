@@ -33,8 +33,10 @@ pub const DEFAULT_FALLBACK_TEXT: &str = "Sorry, we cannot take your call right n
 /// Upstream deadline when `deadline_ms` is not set: leaves room inside
 /// Vonage's shortest answer socket timeout (1 s connect + socket ≥ 1 s).
 pub const DEFAULT_DEADLINE_MS: u64 = 1500;
-/// Largest `deadline_ms`: Vonage's longest answer socket timeout (5 s).
-pub const MAX_DEADLINE_MS: u64 = 5000;
+/// Largest `deadline_ms`: Vonage's longest answer socket timeout (5 s) less room for
+/// the fallback NCCO to reach Vonage before it gives up (at 5 s it would retry, then use
+/// the application's fallback URL instead of the rule's fallback).
+pub const MAX_DEADLINE_MS: u64 = 4500;
 /// Smallest `deadline_ms`; below this an upstream on another host cannot answer.
 pub const MIN_DEADLINE_MS: u64 = 50;
 

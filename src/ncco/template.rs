@@ -138,8 +138,13 @@ impl Template {
                         Role::Number => is_e164(&out[mark..]),
                         // Static text was blank, or there would be no check.
                         Role::Required => !blank,
-                        Role::Text { required, .. } => {
-                            chars <= MAX_TALK_TEXT_CHARS && !(*required && blank)
+                        // A plain text that a request value makes start with `<speak`
+                        // would be read by Vonage as SSML (audio, breaks...): the caller
+                        // would control more than the words.
+                        Role::Text { required, ssml } => {
+                            chars <= MAX_TALK_TEXT_CHARS
+                                && !(*required && blank)
+                                && (*ssml || !reads_as_ssml(&out[mark..]))
                         }
                     };
                     if !ok {
@@ -150,6 +155,28 @@ impl Template {
         }
         Some(out.freeze())
     }
+}
+
+/// Whether a JSON-escaped talk text, once decoded, starts (after white space) with
+/// `<speak`, which makes Vonage treat it as SSML. Request values are written HTML-safe,
+/// so their `<` is `\u003c`.
+fn reads_as_ssml(escaped: &[u8]) -> bool {
+    let mut rest = escaped;
+    loop {
+        rest = match rest {
+            [b' ', tail @ ..] => tail,
+            [b'\\', b'n' | b't' | b'r', tail @ ..] => tail,
+            _ => break,
+        };
+    }
+    let tag = if let Some(t) = rest.strip_prefix(b"<") {
+        t
+    } else if let Some(t) = rest.strip_prefix(b"\\u003c") {
+        t
+    } else {
+        return false;
+    };
+    tag.len() >= 5 && tag[..5].eq_ignore_ascii_case(b"speak")
 }
 
 fn lookup<'r>(req: &'r AnswerRequest<'_>, var: &Var) -> Option<Cow<'r, str>> {

@@ -44,9 +44,9 @@ fn rule_level_errors() {
         AnswerPlan::compile(&cfg, &[])
     };
     upstream(None).unwrap();
-    upstream(Some(5000)).unwrap();
+    upstream(Some(4500)).unwrap();
     refused(
-        upstream(Some(5001)),
+        upstream(Some(4501)),
         "answer.rules[0].deadline_ms",
         rule::RANGE,
     );

@@ -163,6 +163,58 @@ fn substituted_talk_text_over_the_limit_falls_back() {
     );
 }
 
+/// A plain talk text that a request value would make start with `<speak` is refused
+/// (Vonage would read the caller's markup as SSML: audio, breaks); elsewhere in the text
+/// the same value is only words.
+#[test]
+fn a_value_cannot_turn_plain_talk_text_into_ssml() {
+    let mut cfg = AnswerConfig::default();
+    let mut r = rule(
+        "plain",
+        MatchConfig::default(),
+        json!([{ "action": "talk", "text": "{{from_user}}" }]),
+    );
+    r.on_invalid = Some(json!([{ "action": "talk", "text": "Hello." }]));
+    cfg.rules.push(r);
+    let mut r = rule(
+        "prefixed",
+        MatchConfig {
+            to: ["1234567"].into(),
+            ..MatchConfig::default()
+        },
+        json!([{ "action": "talk", "text": "Hello {{from_user}}" }]),
+    );
+    r.on_invalid = Some(json!([{ "action": "talk", "text": "Hello." }]));
+    cfg.rules.insert(0, r);
+    let plan = AnswerPlan::compile(&cfg, &[]).unwrap();
+    let text = |q: String| {
+        render(&plan, &AnswerRequest::from_query(&q))[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let markup = "<speak><audio src='https://evil.example/a.mp3'/></speak>";
+    for value in [
+        markup.to_owned(),
+        format!(" \n\t{markup}"),
+        "<SPEAK>x".into(),
+    ] {
+        let v = value;
+        assert_eq!(
+            text(format!("from_user={}", url_encode(&v))),
+            "Hello.",
+            "{v:?}"
+        );
+        assert_eq!(
+            text(format!("to=1234567&from_user={}", url_encode(&v))),
+            format!("Hello {v}"),
+            "not at the start: words"
+        );
+    }
+    assert_eq!(text("from_user=speak%20up".into()), "speak up");
+    assert_eq!(text("from_user=%3Cb%3Ehi".into()), "<b>hi");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
