@@ -34,7 +34,8 @@ pub const SIG_PARAM: &str = "sig";
 
 /// The string Vonage signs: every parameter except `sig`, sorted by key (byte order, stable for
 /// repeated keys), `&` and `=` in values replaced by `_`, as `&k1=v1&k2=v2…`. Keys are used as
-/// sent (doc §3: only Java also cleans keys). Empty values are kept (Java alone skips them).
+/// sent (doc §3: only Java also cleans keys; keys that would need it are refused by
+/// [`verify_legacy_sig`]). Empty values are kept (Java alone skips them).
 pub fn legacy_signing_string(params: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
     let mut sorted: Vec<&(Cow<'_, str>, Cow<'_, str>)> =
         params.iter().filter(|(k, _)| k != SIG_PARAM).collect();
@@ -106,6 +107,16 @@ pub fn verify_legacy_sig(
         .find(|(k, _)| k == SIG_PARAM)
         .map(|(_, v)| v.as_ref())
         .ok_or(SignatureError::BadLegacySig)?;
+    // Values are cleaned for signing but keys are not (as Vonage's SDKs but Java do), so a
+    // key holding `&` or `=` could rebuild another parameter set's string (`a=1&b` = `2`
+    // signs like `a` = `1`, `b` = `2`), and a repeated key reads two ways. Vonage sends
+    // neither.
+    let ambiguous = params.iter().enumerate().any(|(i, (k, _))| {
+        k.contains(['&', '=']) || params[..i].iter().any(|(other, _)| other == k)
+    });
+    if ambiguous {
+        return Err(SignatureError::BadLegacySig);
+    }
     let expected = digest(params, algorithm, secret);
     let mut given = [0u8; 64];
     let Some(given) = decode_hex(sig.as_bytes(), &mut given) else {
@@ -169,6 +180,38 @@ mod tests {
         verify_legacy_sig(&params, LegacySigAlgorithm::Md5Hash, "secret").unwrap();
         assert_eq!(
             verify_legacy_sig(&params, LegacySigAlgorithm::Md5Hash, "other"),
+            Err(SignatureError::BadLegacySig)
+        );
+    }
+
+    /// A key with `&` or `=` could rebuild the signed string of another parameter set; a
+    /// repeated key reads two ways. Both are refused even with a matching signature.
+    #[test]
+    fn ambiguous_keys_are_refused() {
+        let signed = [("a", "1"), ("b", "2")];
+        let sig = |pairs: &[(&str, &str)]| {
+            let params: Vec<(Cow<'_, str>, Cow<'_, str>)> = pairs
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v)))
+                .collect();
+            let d = digest(&params, LegacySigAlgorithm::Sha256, "s3cr3t");
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let good = sig(&signed);
+        let check = |pairs: &[(&str, &str)]| {
+            let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = pairs
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v)))
+                .collect();
+            params.push((Cow::Borrowed("sig"), Cow::Owned(good.clone())));
+            verify_legacy_sig(&params, LegacySigAlgorithm::Sha256, "s3cr3t")
+        };
+        assert_eq!(check(&signed), Ok(()));
+        let merged = [("a=1&b", "2")];
+        assert_eq!(sig(&merged), good, "the attack: the same signature");
+        assert_eq!(check(&merged), Err(SignatureError::BadLegacySig));
+        assert_eq!(
+            check(&[("a", "1"), ("b", "2"), ("a", "9")]),
             Err(SignatureError::BadLegacySig)
         );
     }
