@@ -215,3 +215,56 @@ async fn connection_flood_over_the_limit_is_refused_with_503_and_service_continu
         "{m}"
     );
 }
+
+/// Bodies that do not come with their head share one budget (`slow_body_bytes`): once
+/// it is taken, another such request gets 503 at once instead of the gateway holding its
+/// bytes, while whole requests, and the slow ones already admitted, still succeed.
+#[tokio::test]
+async fn slow_bodies_share_a_bounded_budget() {
+    let gw = Gateway::start("max_body_bytes = 2048\nslow_body_bytes = 4096\n");
+    let head =
+        "{\"uuid\":\"slow\",\"conversation_uuid\":\"CON-slow\",\"status\":\"started\",\"pad\":\"";
+    let body = format!("{head}{}\"}}", "x".repeat(2048 - head.len() - 2));
+    assert_eq!(body.len(), 2048);
+    let request_head = "POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2048\r\nconnection: close\r\n\r\n";
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("{request_head}{{").as_bytes())
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = format!("{request_head}{{");
+    let (codes, t) = raw(gw.addr, third.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(codes, [503], "{t}");
+    assert!(
+        t.contains("\"overloaded\"") && t.to_lowercase().contains("retry-after"),
+        "{t}"
+    );
+    // A whole request costs nothing of the budget.
+    let whole = post("/webhooks/voice/event", &body, "");
+    let (codes, t) = raw(gw.addr, &whole, Duration::from_secs(5)).await;
+    assert_eq!(codes, [200], "{t}");
+    // The admitted slow bodies complete.
+    for mut s in slow {
+        s.write_all(&body.as_bytes()[1..]).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+    // And the budget is free again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("{request_head}{{").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(&body.as_bytes()[1..]).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    assert_eq!(gw.tail(&[]).len(), 4);
+}

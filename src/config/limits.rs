@@ -8,6 +8,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
 /// A keep-alive connection quiet this long gives hyper's ~24 KiB of buffers back.
 pub const DEFAULT_IDLE_RELEASE_MS: u64 = 1_000;
+/// Bodies still arriving after their head, across all connections: bounds what slow or
+/// idle senders can make the gateway hold before anything is verified (20,000
+/// connections x 256 KiB would be 5 GiB).
+pub const DEFAULT_SLOW_BODY_BYTES: u64 = 64 << 20;
 /// Whole-body deadline once headers are in.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;

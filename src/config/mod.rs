@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Time a client has to send the whole body once headers are in (slow-body defence).
     pub request_timeout_ms: u64,
+    /// Bytes of request bodies still arriving after their head, across all connections
+    /// (each counted at its declared length, or `max_body_bytes` when chunked); beyond
+    /// it such requests get 503 at once. Bodies that come with their head cost nothing.
+    pub slow_body_bytes: u64,
     /// Open connections above which new ones are answered 503 and closed.
     pub max_connections: usize,
     /// Keep connections open between requests (Vonage reuses them).
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            slow_body_bytes: DEFAULT_SLOW_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keep_alive: true,
             idle_release_ms: DEFAULT_IDLE_RELEASE_MS,
@@ -261,6 +266,13 @@ impl Config {
             s.max_body_bytes as u64,
             1024,
             32 << 20,
+        )?;
+        // Room for at least one body of the largest size.
+        limits::check_range(
+            "server.slow_body_bytes",
+            s.slow_body_bytes,
+            s.max_body_bytes as u64,
+            1 << 40,
         )?;
         limits::check_range(
             "server.header_read_timeout_ms",

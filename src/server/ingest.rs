@@ -148,7 +148,7 @@ async fn webhook(
         return Err(IngestError::ShuttingDown);
     }
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts, body, &state.cfg.server).await?;
+    let body = read_body(&parts, body, &state.cfg.server, &state.slow_bodies).await?;
     let query = parts.uri.query().unwrap_or("");
     let is_get = parts.method == Method::GET;
     let received_us = now_us();
@@ -303,11 +303,13 @@ pub(super) fn count_accepted(kind: WebhookKind, label: &'static str, recognized:
 }
 
 /// Reads the whole body within the size and time limits. A declared length above the
-/// limit is refused before reading anything.
+/// limit is refused before reading anything; a body that did not come with its head
+/// waits only while `slow` (bytes of such bodies, all connections) has room for it.
 async fn read_body(
     parts: &hyper::http::request::Parts,
     body: Incoming,
     cfg: &crate::config::ServerConfig,
+    slow: &AtomicU64,
 ) -> Result<Bytes, IngestError> {
     let limit = cfg.max_body_bytes;
     let declared = parts
@@ -330,9 +332,14 @@ async fn read_body(
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
     let collected = match first {
         Poll::Ready(r) => r,
-        Poll::Pending => tokio::time::timeout(Duration::from_millis(ms), collect)
-            .await
-            .map_err(|_| IngestError::BodyTimeout { ms })?,
+        Poll::Pending => {
+            let want = declared.unwrap_or(limit as u64);
+            let _held = SlowBody::reserve(slow, want, cfg.slow_body_bytes)
+                .ok_or(IngestError::SlowBodies)?;
+            tokio::time::timeout(Duration::from_millis(ms), collect)
+                .await
+                .map_err(|_| IngestError::BodyTimeout { ms })?
+        }
     };
     match collected {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -340,6 +347,29 @@ async fn read_body(
         }
         Err(_) => Err(IngestError::BodyRead),
         Ok(collected) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Bytes reserved in `AppState::slow_bodies` while a body is still arriving.
+struct SlowBody<'a> {
+    total: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl<'a> SlowBody<'a> {
+    fn reserve(total: &'a AtomicU64, bytes: u64, max: u64) -> Option<Self> {
+        let before = total.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > max {
+            total.fetch_sub(bytes, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self { total, bytes })
+    }
+}
+
+impl Drop for SlowBody<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 

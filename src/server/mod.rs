@@ -11,7 +11,7 @@ mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -49,6 +49,8 @@ pub struct AppState {
     /// Requests being handled: a plain atomic per request, published as
     /// `callhook_http_requests_in_flight` when /metrics is rendered.
     in_flight: AtomicI64,
+    /// Bytes reserved by bodies still arriving (`server.slow_body_bytes`).
+    slow_bodies: AtomicU64,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             kafka,
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicI64::new(0),
+            slow_bodies: AtomicU64::new(0),
         })
     }
 

@@ -29,6 +29,9 @@ pub enum IngestError {
     BodyTimeout { ms: u64 },
     #[error("could not read body")]
     BodyRead,
+    /// Too many bodies still arriving across all connections (`server.slow_body_bytes`).
+    #[error("too many request bodies still arriving; retry")]
+    SlowBodies,
     #[error("{0}")]
     Malformed(#[from] BodyError),
     /// A signed route got a request without a token: 503 so Vonage retries, signed.
@@ -64,7 +67,9 @@ impl IngestError {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::Unsigned => StatusCode::SERVICE_UNAVAILABLE,
             // Our own trouble: Vonage retries 503 (and 429), never 500.
-            Self::Spool(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Spool(_) | Self::ShuttingDown | Self::SlowBodies => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -83,7 +88,7 @@ impl IngestError {
             Self::Signature(_) => "invalid_signature",
             Self::Unsigned => "unsigned",
             Self::Spool(AppendError::Full) => "spool_full",
-            Self::Spool(AppendError::Overloaded) => "overloaded",
+            Self::Spool(AppendError::Overloaded) | Self::SlowBodies => "overloaded",
             Self::Spool(AppendError::Io(_)) => "spool_io_error",
             Self::Spool(AppendError::Failed) => "spool_failed",
             Self::Spool(AppendError::Closed) | Self::ShuttingDown => "shutting_down",
