@@ -19,6 +19,9 @@ pub struct SpoolReader {
     /// sync renames a new file over an empty one a reader may hold). Ending short again
     /// at the same position means those records are gone.
     reopened_at: Option<Seq>,
+    /// Set by `restart`: the segment and file offset of the record `next` names, so the
+    /// segment is read again from there rather than from its start.
+    resume: Option<(SegmentInfo, u64, Seq)>,
 }
 
 impl SpoolReader {
@@ -29,14 +32,22 @@ impl SpoolReader {
             current: None,
             next: from,
             reopened_at: None,
+            resume: None,
         }
     }
 
     /// Forgets everything read ahead from the current segment, keeping the position: the
     /// next read opens the segment afresh. For a reader that may have buffered bytes past
     /// the durable end which the writer then cut off ([`Spool::truncations`](super::Spool::truncations)).
+    ///
+    /// The bytes up to the position stay valid (they were below the durable end when
+    /// read), so the segment is opened again at the position's offset: a writer that
+    /// keeps failing (a full disk) would otherwise have the forwarder re-read a whole
+    /// segment per failed batch.
     pub fn restart(&mut self) {
-        self.current = None;
+        if let Some((info, reader)) = self.current.take() {
+            self.resume = Some((info, reader.offset(), self.next));
+        }
     }
 
     /// The sequence number the next record returned will have (if it still exists).
@@ -146,7 +157,12 @@ impl SpoolReader {
             );
             self.next = info.first_seq;
         }
-        let reader = SegmentReader::open(&info.path)?;
+        let reader = match self.resume.take() {
+            Some((at, offset, seq)) if at == info && seq == self.next => {
+                SegmentReader::open_at(&info.path, offset)?
+            }
+            _ => SegmentReader::open(&info.path)?,
+        };
         self.current = Some((info, reader));
         Ok(true)
     }

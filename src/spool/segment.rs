@@ -100,6 +100,18 @@ impl SegmentReader {
         })
     }
 
+    /// A reader at `offset`, the start of a record that a reader of this file returned
+    /// the one before of (its [`offset`](Self::offset)): nothing before it is read again.
+    pub fn open_at(path: &Path, offset: u64) -> io::Result<Self> {
+        let mut r = Self::open(path)?;
+        if offset >= MAGIC.len() as u64 {
+            r.file.seek(SeekFrom::Start(offset))?;
+            r.offset = offset;
+            r.checked_magic = true;
+        }
+        Ok(r)
+    }
+
     /// File offset just past the last record returned.
     pub fn offset(&self) -> u64 {
         self.offset

@@ -329,6 +329,14 @@ fn a_restarted_reader_drops_records_cut_off_after_it_read_them() {
         file.write_all(&with_body(seq, "acknowledged")).unwrap();
     }
     reader.restart();
+    // The reader resumes where it was, not at the segment's start: bytes before its
+    // position are not read again (here they could not be: garbage now).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xee; 16], segment::MAGIC.len() as u64)
+            .unwrap();
+    }
     for seq in 3..5 {
         let r = reader.next_before(Seq(5)).unwrap().unwrap();
         assert_eq!((r.seq, r.body()), (Seq(seq), &b"acknowledged"[..]));
