@@ -101,6 +101,47 @@ fn spool(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Spool {
     .0
 }
 
+/// What every test starts from: a MockCluster with callhook's topics, a spool in a
+/// temporary directory, and the runtime the spool's writer answers on.
+struct Rig {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    bootstrap: String,
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    spool: Spool,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let cluster = cluster();
+        let bootstrap = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let spool = spool(&rt, dir.path());
+        Rig {
+            cluster,
+            bootstrap,
+            dir,
+            rt,
+            spool,
+        }
+    }
+}
+
+/// Takes every broker of the cluster down, or brings them all back.
+fn all_brokers(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    up: bool,
+) {
+    for b in 1..=3 {
+        if up {
+            cluster.broker_up(b).unwrap();
+        } else {
+            cluster.broker_down(b).unwrap();
+        }
+    }
+}
+
 /// The forwarder with callhook's defaults and a short delivery timeout.
 fn start_forwarder(bootstrap: &str, spool: &Spool) -> Forwarder {
     let kafka = KafkaConfig {
@@ -145,11 +186,13 @@ fn checkpoint_reaches(dir: &std::path::Path, next: u64) {
 
 #[test]
 fn retriable_errors_and_a_full_outage_lose_nothing() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let spool = spool(&rt, dir.path());
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
     let fwd = start_forwarder(&bootstrap, &spool);
 
     // Retriable errors on produce: the idempotent producer retries them itself.
@@ -166,9 +209,7 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
         }
     });
     // Every broker down while more arrive: the spool keeps taking them.
-    for b in 1..=3 {
-        cluster.broker_down(b).unwrap();
-    }
+    all_brokers(&cluster, false);
     rt.block_on(async {
         for i in 300..600 {
             spool.append(event(i)).await.unwrap();
@@ -178,9 +219,7 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
     let cp = Checkpoint::new(dir.path(), "kafka");
     let during = cp.load().unwrap().unwrap_or(Seq(0));
     assert!(during.0 <= 600);
-    for b in 1..=3 {
-        cluster.broker_up(b).unwrap();
-    }
+    all_brokers(&cluster, true);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 600);
     fwd.stop();
     rt.block_on(spool.shutdown());
@@ -192,11 +231,13 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
 /// unconfirmed record again; nothing is missing and the checkpoint reaches the end.
 #[test]
 fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let spool = spool(&rt, dir.path());
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
     cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
@@ -222,11 +263,13 @@ fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
 /// the new records that reuse those sequence numbers.
 #[test]
 fn a_checkpoint_past_the_spool_end_does_not_skip_new_records() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let spool = spool(&rt, dir.path());
+    let Rig {
+        cluster: _cluster, // the brokers live as long as the binding
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
     let cp = Checkpoint::new(dir.path(), "kafka");
     cp.store(Seq(1_000)).unwrap();
     let fwd = start_forwarder(&bootstrap, &spool);
@@ -243,16 +286,16 @@ fn a_checkpoint_past_the_spool_end_does_not_skip_new_records() {
 /// disk, or the restarted forwarder skips what was taken while Kafka was away.
 #[test]
 fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let spool = spool(&rt, dir.path());
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
     let cp = Checkpoint::new(dir.path(), "kafka");
     cp.store(Seq(1_000)).unwrap();
-    for b in 1..=3 {
-        cluster.broker_down(b).unwrap();
-    }
+    all_brokers(&cluster, false);
     let fwd = start_forwarder(&bootstrap, &spool);
     rt.block_on(async {
         for i in 0..50 {
@@ -261,9 +304,7 @@ fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
     });
     fwd.stop();
     assert_eq!(cp.load().unwrap(), Some(Seq(0)), "nothing was delivered");
-    for b in 1..=3 {
-        cluster.broker_up(b).unwrap();
-    }
+    all_brokers(&cluster, true);
     let fwd = start_forwarder(&bootstrap, &spool);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
     fwd.stop();
@@ -275,11 +316,13 @@ fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
 /// it), then waits; once the topics exist, everything arrives.
 #[test]
 fn a_stuck_record_bounds_how_far_reading_runs_ahead() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let spool = spool(&rt, dir.path());
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
     let mut kafka = KafkaConfig {
         brokers: Some(bootstrap.clone()),
         message_timeout_ms: 1000,
