@@ -84,6 +84,8 @@ pub struct SegmentReader {
     /// File offset of `buf[start]`.
     offset: u64,
     checked_magic: bool,
+    /// Sequence number of the last record returned.
+    last_seq: Option<Seq>,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -97,6 +99,7 @@ impl SegmentReader {
             end: 0,
             offset: 0,
             checked_magic: false,
+            last_seq: None,
         })
     }
 
@@ -176,31 +179,72 @@ impl SegmentReader {
         }
         let mut prefix = [0u8; PREFIX_LEN];
         prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX_LEN]);
-        let total = record::total_len(&prefix).map_err(|source| ReadError::Decode {
-            offset: self.offset,
-            source,
-        })?;
+        let total = match record::total_len(&prefix) {
+            Ok(total) => total,
+            Err(source) => return Err(self.bad_record(source)?),
+        };
         if !self.fill(total)? {
             return Ok(None);
         }
         match record::decode(self.take(total)) {
             Ok((rec, n)) => {
                 self.offset += n as u64;
+                self.last_seq = Some(rec.seq);
                 Ok(Some(rec))
             }
-            Err(source) => {
-                // Nothing consumed, and the buffered bytes dropped: the next call reads
-                // this record from the file again. A reader past the durable end may have
-                // buffered bytes the writer then cut and rewrote; real corruption stays in
-                // view (and is skipped, counted, only once a later segment exists) rather
-                // than the next call quietly returning the record after it.
-                self.start = 0;
-                self.end = 0;
-                self.file.seek(SeekFrom::Start(self.offset))?;
-                Err(ReadError::Decode {
-                    offset: self.offset,
-                    source,
-                })
+            Err(source) => Err(self.bad_record(source)?),
+        }
+    }
+
+    /// The error for a bad record at `offset`, with nothing consumed and the buffered
+    /// bytes dropped: the next call reads it from the file again. A reader past the
+    /// durable end may have buffered bytes the writer then cut and rewrote; real
+    /// corruption stays in view rather than the next call quietly returning the record
+    /// after it (see [`step_over`](Self::step_over)).
+    fn bad_record(&mut self, source: DecodeError) -> io::Result<ReadError> {
+        self.rewind(self.offset)?;
+        Ok(ReadError::Decode {
+            offset: self.offset,
+            source,
+        })
+    }
+
+    fn rewind(&mut self, offset: u64) -> io::Result<()> {
+        self.start = 0;
+        self.end = 0;
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        Ok(())
+    }
+
+    /// After [`next_record`](Self::next_record) failed on a record whose length is
+    /// readable (a CRC mismatch): steps over that one record when the record after it is
+    /// whole and numbered one past it, so only it is lost, and returns that next record.
+    /// Otherwise (the length itself is bad, or nothing after it confirms the step yet)
+    /// the reader stays at the bad record and `None` is returned. `first` is the
+    /// segment's first sequence number, the bad record's own when it is the first.
+    pub fn step_over(&mut self, first: Seq) -> Result<Option<StoredRecord>, ReadError> {
+        let bad = self.offset;
+        let (bad_seq, last_seq) = (self.last_seq.map_or(first.0, |s| s.0 + 1), self.last_seq);
+        if !self.fill(PREFIX_LEN)? {
+            return Ok(None);
+        }
+        let mut prefix = [0u8; PREFIX_LEN];
+        prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX_LEN]);
+        let Ok(total) = record::total_len(&prefix) else {
+            return Ok(None);
+        };
+        if !self.fill(total)? {
+            return Ok(None);
+        }
+        self.start += total;
+        self.offset += total as u64;
+        match self.next_record() {
+            Ok(Some(rec)) if rec.seq.0 == bad_seq + 1 => Ok(Some(rec)),
+            _ => {
+                self.rewind(bad)?;
+                self.last_seq = last_seq;
+                Ok(None)
             }
         }
     }

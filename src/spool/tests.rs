@@ -384,16 +384,17 @@ fn readers_skip_the_unreadable_end_of_a_closed_segment() {
     }
 }
 
-/// A record failing its CRC in the live segment is reported each time it is read, never
-/// skipped quietly by the next read; once a later segment exists the rest of the bad
-/// segment is skipped (counted and logged) and reading goes on there.
+/// A record failing its CRC costs only itself once the record after it confirms where
+/// the next one starts (whole, numbered one past it): reading goes on there. Until then
+/// it is reported each time it is read, never stepped over blind; a bad length, which
+/// leaves nothing to step by, waits for a later segment.
 #[test]
-fn a_corrupt_record_in_the_live_segment_is_not_skipped_quietly() {
+fn a_corrupt_record_in_the_live_segment_costs_only_itself() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let mut first = std::fs::File::create(segment::path_for(dir.path(), Seq(0))).unwrap();
     first.write_all(segment::MAGIC).unwrap();
-    for seq in 0..4 {
+    for seq in 0..3 {
         let mut bytes = rec(seq).encode(Seq(seq as u64));
         if seq == 2 {
             let last = bytes.len() - 1;
@@ -410,10 +411,28 @@ fn a_corrupt_record_in_the_live_segment_is_not_skipped_quietly() {
             Err(segment::ReadError::Decode { .. })
         ));
     }
-    let mut second = std::fs::File::create(segment::path_for(dir.path(), Seq(4))).unwrap();
+    first.write_all(&rec(3).encode(Seq(3))).unwrap();
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(3));
+    // A bad length: nothing to step by until a later segment exists.
+    let mut bytes = rec(4).encode(Seq(4));
+    bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    first.write_all(&bytes).unwrap();
+    first.write_all(&rec(5).encode(Seq(5))).unwrap();
+    for _ in 0..3 {
+        assert!(r.next_record().is_err());
+    }
+    let mut second = std::fs::File::create(segment::path_for(dir.path(), Seq(6))).unwrap();
     second.write_all(segment::MAGIC).unwrap();
-    second.write_all(&rec(4).encode(Seq(4))).unwrap();
-    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(4));
+    second.write_all(&rec(6).encode(Seq(6))).unwrap();
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(6));
+    // A reader starting past the bad record reads what follows it, nothing missing.
+    let seqs: Vec<u64> = {
+        let mut r = reader::SpoolReader::open(dir.path(), Seq(3));
+        std::iter::from_fn(|| r.next_record().unwrap())
+            .map(|x| x.seq.0)
+            .collect()
+    };
+    assert_eq!(seqs, [3, 6]);
 }
 
 /// While the tail is being written a reader may see half a record; that is not a torn

@@ -193,7 +193,7 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "callhook_spool_skipped_records_total",
         'c',
         None,
-        "Records a reader skipped because a closed segment is unreadable past some point (lost in a machine crash with durability = \"os\", or disk corruption).",
+        "Records a reader skipped: a record failing its check, or the rest of a closed segment unreadable past some point (lost in a machine crash with durability = \"os\", or disk corruption).",
     ),
     (
         "callhook_kafka_produced_total",
