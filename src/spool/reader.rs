@@ -81,20 +81,20 @@ impl SpoolReader {
             let mut read = reader.next_record();
             // One record failing its CRC, with the next one whole and numbered after it:
             // only that record is lost (logged, counted); the segment reads on.
-            if let Err(ReadError::Decode { offset, .. }) = read {
-                if let Some(rec) = reader.step_over(info.first_seq)? {
-                    let lost = rec.seq.0 - 1;
-                    if lost >= self.next.0 {
-                        tracing::error!(
-                            segment = %info.path.display(),
-                            offset,
-                            seq = lost,
-                            "spool record failed its check; skipped it"
-                        );
-                        metrics::counter!("callhook_spool_skipped_records_total").increment(1);
-                    }
-                    read = Ok(Some(rec));
+            if let Err(ReadError::Decode { offset, .. }) = read
+                && let Some(rec) = reader.step_over(info.first_seq)?
+            {
+                let lost = rec.seq.0 - 1;
+                if lost >= self.next.0 {
+                    tracing::error!(
+                        segment = %info.path.display(),
+                        offset,
+                        seq = lost,
+                        "spool record failed its check; skipped it"
+                    );
+                    metrics::counter!("callhook_spool_skipped_records_total").increment(1);
                 }
+                read = Ok(Some(rec));
             }
             // End of this segment's data (or bad bytes): move on if a later segment exists.
             // Once one does this segment is whole, but the writer may have finished it (a
