@@ -382,3 +382,41 @@ fn a_stuck_record_bounds_how_far_reading_runs_ahead() {
     fwd.stop();
     rt.block_on(spool.shutdown());
 }
+
+/// Correcting a checkpoint past the spool's end may fail (the disk full or read-only
+/// after the crash that caused it): the forwarder still starts and forwards, and writes
+/// the corrected checkpoint once it can.
+#[test]
+fn a_checkpoint_that_cannot_be_corrected_at_start_does_not_stop_forwarding() {
+    let Rig {
+        cluster: _cluster, // the brokers live as long as the binding
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
+    let cp = Checkpoint::new(dir.path(), "kafka");
+    cp.store(Seq(1_000)).unwrap();
+    // The checkpoint is written through this temporary file: a directory in its place
+    // makes every write fail.
+    let blocker = dir.path().join("kafka.checkpoint.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let fwd = start_forwarder(&bootstrap, &spool);
+    rt.block_on(async {
+        for i in 0..50 {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+    let ids = consume_ids(
+        &bootstrap,
+        "vonage.voice.event",
+        50,
+        Duration::from_secs(60),
+    );
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>().len(), 50);
+    assert_eq!(cp.load().unwrap(), Some(Seq(1_000)), "not writable yet");
+    std::fs::remove_dir(&blocker).unwrap();
+    checkpoint_reaches(dir.path(), 50);
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}

@@ -106,6 +106,7 @@ impl Forwarder {
         // sequence numbers from there on belong to new records: starting past them would
         // skip those, and let retention delete them unforwarded.
         let end = spool.durable_next();
+        let mut stale = false;
         let from = if stored > end {
             tracing::error!(
                 checkpoint = stored.0,
@@ -113,8 +114,13 @@ impl Forwarder {
                 "Kafka checkpoint is past the end of the spool (records lost in a crash?); forwarding from the spool's end"
             );
             // Persisted now, not at the first delivery: with Kafka down until a restart,
-            // the stale checkpoint would otherwise skip the records taken meanwhile.
-            checkpoint.store(end).map_err(ForwardError::Checkpoint)?;
+            // the stale checkpoint would otherwise skip the records taken meanwhile. A
+            // disk that refuses it (full, read-only: likely after a crash) must not stop
+            // the gateway taking events; the forwarder keeps trying.
+            if let Err(e) = checkpoint.store(end) {
+                tracing::error!(error = %e, "could not correct the Kafka checkpoint; retrying");
+                stale = true;
+            }
             end
         } else {
             stored
@@ -122,6 +128,7 @@ impl Forwarder {
         spool.set_forwarded(from);
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline::new(cfg.clone(), producer, spool, status, checkpoint, from);
+        pipeline.stale_checkpoint = stale;
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("kafka-forwarder".into())
@@ -188,6 +195,9 @@ struct Pipeline {
     /// Largest value the DLQ takes verbatim (librdkafka's `message.max.bytes` minus room).
     dlq_max_value: usize,
     committed: Seq,
+    /// The checkpoint on disk is past `committed` (its correction at start failed): it
+    /// is written at the next chance even if nothing moved.
+    stale_checkpoint: bool,
     last_persist: Instant,
     next_health: Instant,
     /// The producer hit a fatal error and awaits replacement, at `next_replace` earliest
@@ -247,6 +257,7 @@ impl Pipeline {
             dlq,
             dlq_max_value: max_msg.saturating_sub(16 * 1024),
             committed: from,
+            stale_checkpoint: false,
             last_persist: Instant::now(),
             next_health: Instant::now(),
             fatal: false,
@@ -510,10 +521,12 @@ impl Pipeline {
         // undelivered.
         self.spool.set_forwarded(next);
         let interval = Duration::from_millis(self.cfg.checkpoint_interval_ms);
-        if next > self.committed && (force || self.last_persist.elapsed() >= interval) {
+        let moved = next > self.committed || self.stale_checkpoint;
+        if moved && (force || self.last_persist.elapsed() >= interval) {
             match self.checkpoint.store(next) {
                 Ok(()) => {
                     self.committed = next;
+                    self.stale_checkpoint = false;
                     metrics::gauge!("callhook_kafka_checkpoint_seq").set(next.0 as f64);
                 }
                 Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),
