@@ -157,26 +157,25 @@ impl Template {
     }
 }
 
-/// Whether a JSON-escaped talk text, once decoded, starts (after white space) with
-/// `<speak`, which makes Vonage treat it as SSML. Request values are written HTML-safe,
-/// so their `<` is `\u003c`.
+/// Whether a JSON-escaped talk text, once decoded, starts (after white space and
+/// control characters) with `<speak`, which makes Vonage treat it as SSML. Request values
+/// are written HTML-safe, so their `<` is `\u003c`; only a text holding `speak` at all
+/// is decoded.
 fn reads_as_ssml(escaped: &[u8]) -> bool {
-    let mut rest = escaped;
-    loop {
-        rest = match rest {
-            [b' ', tail @ ..] => tail,
-            [b'\\', b'n' | b't' | b'r', tail @ ..] => tail,
-            _ => break,
-        };
-    }
-    let tag = if let Some(t) = rest.strip_prefix(b"<") {
-        t
-    } else if let Some(t) = rest.strip_prefix(b"\\u003c") {
-        t
-    } else {
+    let holds_speak = escaped.windows(5).any(|w| w.eq_ignore_ascii_case(b"speak"));
+    if !holds_speak {
         return false;
+    }
+    let mut quoted = Vec::with_capacity(escaped.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(escaped);
+    quoted.push(b'"');
+    let Ok(text) = serde_json::from_slice::<String>(&quoted) else {
+        return false; // the renderer wrote it: always a valid JSON string
     };
-    tag.len() >= 5 && tag[..5].eq_ignore_ascii_case(b"speak")
+    let rest = text.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+    rest.get(..6)
+        .is_some_and(|t| t.eq_ignore_ascii_case("<speak"))
 }
 
 fn lookup<'r>(req: &'r AnswerRequest<'_>, var: &Var) -> Option<Cow<'r, str>> {

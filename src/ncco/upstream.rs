@@ -75,7 +75,10 @@ impl UpstreamTarget {
         if !(MIN_DEADLINE_MS..=MAX_DEADLINE_MS).contains(&ms) {
             return Err(dp.error(
                 rule::RANGE,
-                format!("{ms} ms is outside {MIN_DEADLINE_MS}..={MAX_DEADLINE_MS}"),
+                format!(
+                    "{ms} ms is outside {MIN_DEADLINE_MS}..={MAX_DEADLINE_MS} (the fallback \
+                     NCCO must reach Vonage within its socket timeout, 5 s at most)"
+                ),
             ));
         }
         Ok(UpstreamTarget {

@@ -197,6 +197,7 @@ fn a_value_cannot_turn_plain_talk_text_into_ssml() {
     for value in [
         markup.to_owned(),
         format!(" \n\t{markup}"),
+        format!("\u{c}\u{8}\u{b}\u{1f}\u{2028}{markup}"),
         "<SPEAK>x".into(),
     ] {
         let v = value;
