@@ -235,7 +235,9 @@ async fn slow_bodies_share_a_bounded_budget() {
             .unwrap();
         slow.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both are being handled (and so hold their share) once in flight; the scrape too.
+    gw.wait_metric("callhook_http_requests_in_flight", 3.0)
+        .await;
     let third = format!("{request_head}{{");
     let (codes, t) = raw(gw.addr, third.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(codes, [503], "{t}");

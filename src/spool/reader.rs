@@ -170,7 +170,7 @@ impl SpoolReader {
             tracing::warn!(
                 wanted = self.next.0,
                 oldest = info.first_seq.0,
-                "records before the oldest segment were deleted by retention"
+                "records before the oldest segment are gone (delivered, or deleted by retention)"
             );
             self.next = info.first_seq;
         }

@@ -177,6 +177,13 @@ impl Verifier {
         for (i, mode) in route_mode.iter_mut().enumerate() {
             if !states.iter().any(|a| a.caps[i]) {
                 *mode = strictest;
+                if strictest != SignatureMode::Off {
+                    tracing::info!(
+                        capability = Capability::ALL[i].as_str(),
+                        mode = ?strictest,
+                        "no application lists this capability; its routes take the strictest mode configured"
+                    );
+                }
             }
         }
         Ok(Verifier {
