@@ -31,9 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if !callhook_fuzz::known_open("config-retention-overflow") {
         let sc = cfg.spool_config();
         let hours = cfg.spool.retention_hours;
-        let want = hours
-            .checked_mul(3600)
-            .map(std::time::Duration::from_secs);
+        let want = hours.checked_mul(3600).map(std::time::Duration::from_secs);
         if hours > 0 {
             assert_eq!(
                 sc.retention_age, want,

@@ -122,9 +122,8 @@ fn requests(query: &[u8]) -> Requests {
 }
 
 fn check_rendered(bytes: &[u8], what: &str) {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or_else(|e| {
-        panic!("{what}: not JSON ({e}): {}", String::from_utf8_lossy(bytes))
-    });
+    let v: Value = serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", String::from_utf8_lossy(bytes)));
     let actions = v
         .as_array()
         .unwrap_or_else(|| panic!("{what}: not an array: {v}"));
@@ -167,7 +166,11 @@ fn render_all(plan: &AnswerPlan, r: &Requests) {
 
     let selected = plan.select(&get);
     let selected_post = plan.select(&post);
-    assert_eq!(selected.name(), selected_post.name(), "GET and POST pick different rules");
+    assert_eq!(
+        selected.name(),
+        selected_post.name(),
+        "GET and POST pick different rules"
+    );
     // Nested custom values are re-serialised by two JSON libraries; scalars must agree.
     let scalar_custom = r
         .custom
@@ -183,7 +186,12 @@ fn render_all(plan: &AnswerPlan, r: &Requests) {
             outs.push((answer, fallback));
         }
         if scalar_custom {
-            assert_eq!(outs[0], outs[1], "rule {}: GET and POST render differently", rule.name());
+            assert_eq!(
+                outs[0],
+                outs[1],
+                "rule {}: GET and POST render differently",
+                rule.name()
+            );
         }
     }
 }
@@ -240,8 +248,14 @@ fn templ(u: &mut Unstructured<'_>, digits: bool) -> UResult<String> {
                 s.push(char::from(b'0' + u.int_in_range(0u8..=9)?));
             }
         } else {
-            let piece = *u.choose(&[" ", "x", "AT&T ", "<b>", "é", "\"", "\\", "{", "}", "{{", " "])?;
-            let n = if u.ratio(1u8, 8)? { u.int_in_range(1usize..=1600)? } else { 1 };
+            let piece = *u.choose(&[
+                " ", "x", "AT&T ", "<b>", "é", "\"", "\\", "{", "}", "{{", " ",
+            ])?;
+            let n = if u.ratio(1u8, 8)? {
+                u.int_in_range(1usize..=1600)?
+            } else {
+                1
+            };
             s.push_str(&piece.repeat(n));
         }
         if u.arbitrary()? {
@@ -265,22 +279,34 @@ fn generated(u: &mut Unstructured<'_>) -> UResult<Value> {
             }
             2 => json!({ "action": "connect", "from": templ(u, true)?,
                          "endpoint": [{ "type": "phone", "number": templ(u, true)? }] }),
-            3 => json!({ "action": "connect", "endpoint": [{ "type": "app", "user": templ(u, false)? }] }),
-            4 => json!({ "action": "connect", "endpoint": [{ "type": "sip", "user": templ(u, false)?,
-                         "domain": templ(u, false)?, "headers": { templ(u, false)?: templ(u, false)? } }] }),
-            5 => json!({ "action": "connect", "endpoint": [{ "type": "vbc", "extension": templ(u, false)? }] }),
+            3 => {
+                json!({ "action": "connect", "endpoint": [{ "type": "app", "user": templ(u, false)? }] })
+            }
+            4 => {
+                json!({ "action": "connect", "endpoint": [{ "type": "sip", "user": templ(u, false)?,
+                         "domain": templ(u, false)?, "headers": { templ(u, false)?: templ(u, false)? } }] })
+            }
+            5 => {
+                json!({ "action": "connect", "endpoint": [{ "type": "vbc", "extension": templ(u, false)? }] })
+            }
             6 => json!({ "action": "conversation", "name": templ(u, false)?,
                          "canHear": [templ(u, false)?], "canSpeak": [templ(u, false)?] }),
-            7 => json!({ "action": "transfer", "conversationId": templ(u, false)?, "canSpeak": [templ(u, false)?] }),
-            8 => json!({ "action": "notify", "payload": { "k": templ(u, false)?, "deep": [{ "x": templ(u, false)? }] },
-                         "eventUrl": ["https://example.com/e"] }),
+            7 => {
+                json!({ "action": "transfer", "conversationId": templ(u, false)?, "canSpeak": [templ(u, false)?] })
+            }
+            8 => {
+                json!({ "action": "notify", "payload": { "k": templ(u, false)?, "deep": [{ "x": templ(u, false)? }] },
+                         "eventUrl": ["https://example.com/e"] })
+            }
             9 => json!({ "action": "input", "type": ["speech", "dtmf"],
                          "speech": { "uuid": [templ(u, false)?], "context": [templ(u, false)?] } }),
             10 => json!({ "action": "pay", "amount": 1, "prompts": [
                          { "type": "SecurityCode", "text": templ(u, false)?, "errors": { "e": templ(u, false)? } }] }),
-            _ => json!({ "action": "connect", "endpoint": [{ "type": "websocket", "uri": "ws://h/x",
+            _ => {
+                json!({ "action": "connect", "endpoint": [{ "type": "websocket", "uri": "ws://h/x",
                          "headers": { "h": templ(u, false)? },
-                         "authorization": { "type": "custom", "value": templ(u, false)? } }] }),
+                         "authorization": { "type": "custom", "value": templ(u, false)? } }] })
+            }
         };
         actions.push(a);
     }

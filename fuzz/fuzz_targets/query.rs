@@ -26,9 +26,16 @@ fuzz_target!(|data: &[u8]| {
     // decode
     let d = query::decode(q);
     if !q.contains(['%', '+']) {
-        assert!(matches!(d, Cow::Borrowed(s) if s == q), "no escapes must borrow unchanged");
+        assert!(
+            matches!(d, Cow::Borrowed(s) if s == q),
+            "no escapes must borrow unchanged"
+        );
     }
-    assert_eq!(d, form_decode(q), "decode differs from the reference for {q:?}");
+    assert_eq!(
+        d,
+        form_decode(q),
+        "decode differs from the reference for {q:?}"
+    );
     assert_eq!(query::decode(&url_encode(q)), q, "encode/decode round trip");
 
     // pairs and get
@@ -65,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
 
     // answer request view: first value of each key wins
     let req = AnswerRequest::from_query(q);
-    let first = |name: &str| want.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = |name: &str| {
+        want.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(req.to.as_deref(), first("to"));
     assert_eq!(req.from.as_deref(), first("from"));
     assert_eq!(req.from_user.as_deref(), first("from_user"));
@@ -82,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = req.custom("x");
 
     // GET payload_hash canonicalisation
-    for (esc, ascii) in [(JsonEscaping::Standard, false), (JsonEscaping::AsciiOnly, true)] {
+    for (esc, ascii) in [
+        (JsonEscaping::Standard, false),
+        (JsonEscaping::AsciiOnly, true),
+    ] {
         assert_eq!(
             to_hex_lower(&get_query_hash(q, esc)),
             callhook_fuzz::jwt::sha_hex(callhook_fuzz::get_query_json(q, ascii).as_bytes()),

@@ -51,7 +51,10 @@ fn read_all(path: &Path, file: &[u8]) -> (Vec<StoredRecord>, bool) {
             Err(_) => return (out, false),
         }
     }
-    panic!("reader did not stop after {bound} calls on {} bytes", file.len());
+    panic!(
+        "reader did not stop after {bound} calls on {} bytes",
+        file.len()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -84,7 +87,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "recover: {e}");
             assert!(file.len() >= MAGIC.len() && &file[..MAGIC.len()] != MAGIC);
-            assert_eq!(std::fs::read(&path).unwrap(), file, "refused segment was changed");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                file,
+                "refused segment was changed"
+            );
             return;
         }
     };
@@ -97,16 +104,27 @@ fuzz_target!(|data: &[u8]| {
         .take_while(|(i, r)| Some(r.seq.0) == first.checked_add(*i as u64))
         .count();
     assert_eq!(rec.tail_records, run as u64, "tail_records");
-    assert_eq!(Some(rec.next_seq.0), first.checked_add(run as u64), "next_seq");
+    assert_eq!(
+        Some(rec.next_seq.0),
+        first.checked_add(run as u64),
+        "next_seq"
+    );
 
     let after = std::fs::read(&path).unwrap();
     assert!(after.starts_with(MAGIC), "recovered tail lacks the magic");
-    let good_len: usize = MAGIC.len() + records[..run].iter().map(|r| r.encoded_len()).sum::<usize>();
+    let good_len: usize = MAGIC.len()
+        + records[..run]
+            .iter()
+            .map(|r| r.encoded_len())
+            .sum::<usize>();
     // Known open: when the very first record has the wrong sequence number, recovery cuts
     // from offset 0 (magic included) instead of after the magic.
     let first_misnumbered = run == 0 && !records.is_empty();
     if first_misnumbered && callhook_fuzz::known_open("recover-wrong-first-seq") {
-        assert_eq!(after, MAGIC, "a tail with no good record becomes an empty segment");
+        assert_eq!(
+            after, MAGIC,
+            "a tail with no good record becomes an empty segment"
+        );
     } else if file.len() >= MAGIC.len() {
         assert_eq!(after.len(), good_len, "recovered length");
         assert_eq!(&after[..], &file[..good_len], "recovery changed kept bytes");
@@ -119,7 +137,11 @@ fuzz_target!(|data: &[u8]| {
         }
     } else {
         assert_eq!(after, MAGIC, "a short tail becomes an empty segment");
-        assert_eq!(rec.cut_bytes, file.len() as u64, "cut_bytes of a short tail");
+        assert_eq!(
+            rec.cut_bytes,
+            file.len() as u64,
+            "cut_bytes of a short tail"
+        );
         if !file.is_empty() {
             let mut torn = path.as_os_str().to_owned();
             torn.push(".torn-0");
@@ -136,7 +158,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut reader = SegmentReader::open(&path).unwrap();
     while reader.next_record().unwrap().is_some() {}
-    assert_eq!(reader.pending(), 0, "bytes left after the last whole record");
+    assert_eq!(
+        reader.pending(),
+        0,
+        "bytes left after the last whole record"
+    );
 
     // Idempotent.
     let again = recovery::recover(&dir).expect("second recovery");

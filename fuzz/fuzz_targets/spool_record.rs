@@ -36,8 +36,16 @@ fn raw(data: &[u8]) {
     let Ok((rec, n)) = record::decode(&buf) else {
         return;
     };
-    assert!(n <= data.len() && n >= HEADER_LEN, "consumed {n} of {}", data.len());
-    assert_eq!(rec.encoded_len(), n, "encoded_len disagrees with consumed length");
+    assert!(
+        n <= data.len() && n >= HEADER_LEN,
+        "consumed {n} of {}",
+        data.len()
+    );
+    assert_eq!(
+        rec.encoded_len(),
+        n,
+        "encoded_len disagrees with consumed length"
+    );
     let again = to_new(&rec).encode(rec.seq);
     if !callhook_fuzz::known_open("record-flags") {
         assert_eq!(
@@ -100,7 +108,10 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
         let tail = u.bytes(u.len().min(64))?;
         bad.extend_from_slice(tail);
         let (r, n) = record::decode(&Bytes::from(bad)).expect("record followed by bytes");
-        assert!(same(&r) && n == good.len(), "trailing bytes changed the record");
+        assert!(
+            same(&r) && n == good.len(),
+            "trailing bytes changed the record"
+        );
         return Ok(());
     }
     for _ in 0..u.int_in_range(0u8..=3)? {
@@ -115,7 +126,10 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
     match record::decode(&Bytes::from(bad.clone())) {
         Ok((r, n)) => {
             assert!(!truncated, "a truncated record decoded");
-            assert!(same(&r), "damaged record decoded to a different record: {r:?}");
+            assert!(
+                same(&r),
+                "damaged record decoded to a different record: {r:?}"
+            );
             assert_eq!(n, good.len());
         }
         Err(DecodeError::Incomplete { need, have }) => {

@@ -17,10 +17,10 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine;
 use callhook::verify::payload_hash::{JsonEscaping, get_query_hash, to_hex_lower};
 use callhook::verify::{Capability, SignedRequest, Verdict, Verifier};
-use callhook_fuzz::jwt::{self, APP, API_KEY, B64, NOW, OTHER_APP, SECRET, WRONG_SECRET};
-use base64::Engine;
+use callhook_fuzz::jwt::{self, API_KEY, APP, B64, NOW, OTHER_APP, SECRET, WRONG_SECRET};
 use libfuzzer_sys::arbitrary::{Result as UResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
@@ -50,7 +50,9 @@ fn request<'a>(
 fn label(v: &Verdict) -> Result<(), &'static str> {
     match v {
         Verdict::Accept { report: None, .. } => Ok(()),
-        Verdict::Accept { report: Some(e), .. } => {
+        Verdict::Accept {
+            report: Some(e), ..
+        } => {
             panic!("enforce mode accepted with a report: {e:?}")
         }
         Verdict::Unsigned => Err("missing_token"),
@@ -81,10 +83,7 @@ fn raw(get: bool, rest: &[u8]) {
         None
     };
     let body: &[u8] = if get { b"" } else { payload };
-    for (cap, path_app) in [
-        (Capability::Voice, None),
-        (Capability::Messages, Some(APP)),
-    ] {
+    for (cap, path_app) in [(Capability::Voice, None), (Capability::Messages, Some(APP))] {
         let verdict = verifier().verify(&request(cap, Some(auth), body, query, path_app));
         let model = jwt::expect(Some(auth), body, query, path_app);
         match (&model, label(&verdict)) {
@@ -132,7 +131,7 @@ fn date_claim(u: &mut Unstructured<'_>, typical: i64) -> UResult<Option<Value>> 
         0 => None,
         1 => Some(Value::Null),
         2 => Some(json!(NOW + i64::from(u.arbitrary::<i16>()?))),
-        3 => Some(json!(NOW + *u.choose(&edge)? )),
+        3 => Some(json!(NOW + *u.choose(&edge)?)),
         4 => {
             // Fractional seconds are floored.
             let f = (NOW + *u.choose(&edge)?) as f64 + f64::from(u.int_in_range(0u8..=99)?) / 100.0;
@@ -238,10 +237,19 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
     let mut claims_json = match u.int_in_range(0u8..=15)? {
         // Positional claims: a JSON array in the field order of callhook's struct.
         0 if arrays => serde_json::to_vec(
-            &["iss", "iat", "exp", "nbf", "jti", "payload_hash", "api_key", "application_id"]
-                .iter()
-                .map(|k| claims.get(*k).cloned().unwrap_or(Value::Null))
-                .collect::<Vec<_>>(),
+            &[
+                "iss",
+                "iat",
+                "exp",
+                "nbf",
+                "jti",
+                "payload_hash",
+                "api_key",
+                "application_id",
+            ]
+            .iter()
+            .map(|k| claims.get(*k).cloned().unwrap_or(Value::Null))
+            .collect::<Vec<_>>(),
         )
         .unwrap(),
         _ => serde_json::to_vec(&claims).unwrap(),
@@ -265,7 +273,11 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
         6 => br#"{"alg":"HS256","alg":"none"}"#.to_vec(),
         _ => br#"{"alg":"HS256","typ":"JWT"}"#.to_vec(),
     };
-    let secret = if u.ratio(1u8, 16)? { WRONG_SECRET } else { SECRET };
+    let secret = if u.ratio(1u8, 16)? {
+        WRONG_SECRET
+    } else {
+        SECRET
+    };
     let mut token = jwt::mint(&header, &claims_json, secret);
     match u.int_in_range(0u8..=15)? {
         0 => token.push('='),
@@ -310,13 +322,29 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
         payload_text,
     );
     if let Verdict::Accept { app, .. } = &verdict {
-        assert_eq!(app.as_ref().map(|a| a.as_str()), Some(APP), "attributed app");
+        assert_eq!(
+            app.as_ref().map(|a| a.as_str()),
+            Some(APP),
+            "attributed app"
+        );
         // Vonage may retry with the same token: an idempotent retry is accepted.
         let again = v.verify(&request(cap, Some(&auth), &body, q, path_app));
         assert_eq!(label(&again), Ok(()), "retry of an accepted token");
         // The same jti over a different payload is a replay.
         let other_body: Vec<u8> = [&body[..], b" "].concat();
-        let other_query = q.map(|q| format!("{q}&zz=1"));
+        // A key the query does not have: a repeated one would be refused before the
+        // replay check.
+        let other_query = q.map(|q| {
+            let keys: Vec<String> = callhook_fuzz::form_pairs(q)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let key = (0..)
+                .map(|i| format!("zz{i}"))
+                .find(|k| !keys.contains(k))
+                .unwrap();
+            format!("{q}&{key}=1")
+        });
         let other_hash = match &other_query {
             None => jwt::sha_hex(&other_body),
             Some(oq) => jwt::sha_hex(callhook_fuzz::get_query_json(oq, false).as_bytes()),
@@ -333,7 +361,13 @@ fn structured(u: &mut Unstructured<'_>) -> UResult<()> {
             let t2 = jwt::mint(br#"{"alg":"HS256","typ":"JWT"}"#, &c2_json, SECRET);
             let a2 = format!("Bearer {t2}").into_bytes();
             let ob: &[u8] = if q.is_some() { b"" } else { &other_body };
-            let replay = v.verify(&request(cap, Some(&a2), ob, other_query.as_deref(), path_app));
+            let replay = v.verify(&request(
+                cap,
+                Some(&a2),
+                ob,
+                other_query.as_deref(),
+                path_app,
+            ));
             assert_eq!(label(&replay), Err("replayed_jti"), "same jti, new payload");
         }
     }

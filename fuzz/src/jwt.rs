@@ -238,6 +238,14 @@ pub fn expect(
     }
     let claim = c.payload_hash.ok_or("missing_payload_hash")?;
     let claimed = hex32(&claim).ok_or("payload_hash_mismatch")?;
+    // A query repeating a (decoded) key reads two ways (the hash takes the last value,
+    // callhook the first): refused whatever the hash says.
+    if let Some(q) = query {
+        let keys: Vec<String> = crate::form_pairs(q).into_iter().map(|(k, _)| k).collect();
+        if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+            return Err("payload_hash_mismatch");
+        }
+    }
     let ok = match query {
         None => Sha256::digest(body)[..] == claimed[..],
         Some(q) => [false, true].iter().any(|&ascii| {

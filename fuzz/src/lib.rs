@@ -75,7 +75,10 @@ pub fn check_inspection(kind: WebhookKind, ins: &Inspection) {
     if ins.recognized {
         assert!(!etype.is_empty(), "recognized with an empty event type");
         if !known_open("rtc-empty-key") {
-            assert!(!ins.key.is_empty(), "recognized with an empty partition key");
+            assert!(
+                !ins.key.is_empty(),
+                "recognized with an empty partition key"
+            );
         }
     }
 }
