@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::record::{Seq, StoredRecord};
-use super::segment::{self, ReadError, SegmentInfo, SegmentReader};
+use super::segment::{self, ReadError, SegmentInfo, SegmentReader, Stepped};
 
 /// Reads records in sequence order starting at a given sequence number.
 #[derive(Debug)]
@@ -79,21 +79,19 @@ impl SpoolReader {
                 return Ok(None);
             };
             let mut read = reader.next_record();
-            // One record failing its CRC, with the next one whole and numbered after it:
-            // only that record is lost (logged, counted); the segment reads on.
+            // A bad record is read once more from the file (bytes held from before a cut
+            // and rewrite are not the record); still bad, with the next one whole and
+            // numbered after it, only it is lost (logged, counted) and the segment reads on.
             if let Err(ReadError::Decode { offset, .. }) = read
-                && let Some(rec) = reader.step_over(info.first_seq)?
+                && let Some(stepped) = reader.step_over(info.first_seq)?
             {
-                let lost = rec.seq.0 - 1;
-                if lost >= self.next.0 {
-                    tracing::error!(
-                        segment = %info.path.display(),
-                        offset,
-                        seq = lost,
-                        "spool record failed its check; skipped it"
-                    );
-                    metrics::counter!("callhook_spool_skipped_records_total").increment(1);
-                }
+                let rec = match stepped {
+                    Stepped::Reread(rec) => rec,
+                    Stepped::Over(rec) => {
+                        Self::count_skipped(&info.path, offset, rec.seq.0 - 1, self.next);
+                        rec
+                    }
+                };
                 read = Ok(Some(rec));
             }
             // End of this segment's data (or bad bytes): move on if a later segment exists.
@@ -139,6 +137,20 @@ impl SpoolReader {
                 // The current end of the spool, or an error worth retrying (I/O).
                 (read, _) => return read,
             }
+        }
+    }
+
+    /// Logs and counts the record `lost`, stepped over for failing its check, if the
+    /// reader would have returned it (at or past `next`).
+    fn count_skipped(path: &Path, offset: u64, lost: u64, next: Seq) {
+        if lost >= next.0 {
+            tracing::error!(
+                segment = %path.display(),
+                offset,
+                seq = lost,
+                "spool record failed its check; skipped it"
+            );
+            metrics::counter!("callhook_spool_skipped_records_total").increment(1);
         }
     }
 

@@ -51,6 +51,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What [`SegmentReader::step_over`] found past a bad record.
+#[derive(Debug)]
+pub enum Stepped {
+    /// Read again from the file, the record is whole after all: nothing lost.
+    Reread(StoredRecord),
+    /// The bad record was stepped over; this is the one after it.
+    Over(StoredRecord),
+}
+
 /// What stopped a sequential read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -217,13 +226,22 @@ impl SegmentReader {
         Ok(())
     }
 
-    /// After [`next_record`](Self::next_record) failed on a record whose length is
-    /// readable (a CRC mismatch): steps over that one record when the record after it is
-    /// whole and numbered one past it, so only it is lost, and returns that next record.
-    /// Otherwise (the length itself is bad, or nothing after it confirms the step yet)
-    /// the reader stays at the bad record and `None` is returned. `first` is the
-    /// segment's first sequence number, the bad record's own when it is the first.
-    pub fn step_over(&mut self, first: Seq) -> Result<Option<StoredRecord>, ReadError> {
+    /// After [`next_record`](Self::next_record) failed on a record: reads it once more
+    /// from the file (a reader past the durable end may have held bytes the writer, or
+    /// recovery after a restart, cut and rewrote: then it is whole now). If it still fails
+    /// and its length is readable, steps over that one record when the record after it is
+    /// whole and numbered one past it, so only it is lost. Otherwise (a bad length, or
+    /// nothing after it confirms the step yet) the reader stays at the bad record and
+    /// `None` is returned. `first` is the segment's first sequence number, the bad
+    /// record's own when it is the first.
+    pub fn step_over(&mut self, first: Seq) -> Result<Option<Stepped>, ReadError> {
+        match self.next_record() {
+            Ok(Some(rec)) => return Ok(Some(Stepped::Reread(rec))),
+            // Still being written: nothing to judge yet.
+            Ok(None) => return Ok(None),
+            Err(ReadError::Decode { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let bad = self.offset;
         let (bad_seq, last_seq) = (self.last_seq.map_or(first.0, |s| s.0 + 1), self.last_seq);
         if !self.fill(PREFIX_LEN)? {
@@ -240,7 +258,7 @@ impl SegmentReader {
         self.start += total;
         self.offset += total as u64;
         match self.next_record() {
-            Ok(Some(rec)) if rec.seq.0 == bad_seq + 1 => Ok(Some(rec)),
+            Ok(Some(rec)) if rec.seq.0 == bad_seq + 1 => Ok(Some(Stepped::Over(rec))),
             _ => {
                 self.rewind(bad)?;
                 self.last_seq = last_seq;

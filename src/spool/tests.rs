@@ -453,3 +453,38 @@ fn a_half_written_record_in_the_tail_is_waited_for() {
     f.write_all(&one[10..]).unwrap();
     assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(1));
 }
+
+/// A reader past the durable end (`tail --follow`) holds half a record; the gateway
+/// restarts, recovery cuts that torn tail and new records take its place. The bytes held
+/// from before no longer match the file: the reader must read the record again, not
+/// count the new one as corrupt and step over it.
+#[test]
+fn a_reader_holding_a_cut_tail_reads_the_rewritten_records() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment::path_for(dir.path(), Seq(0));
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(segment::MAGIC).unwrap();
+    f.write_all(&rec(0).encode(Seq(0))).unwrap();
+    let cut_at = f.metadata().unwrap().len();
+    let torn = rec(1).encode(Seq(1));
+    f.write_all(&torn[..torn.len() / 2]).unwrap();
+    let mut r = reader::SpoolReader::open(dir.path(), Seq(0));
+    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(0));
+    assert!(r.next_record().unwrap().is_none(), "half a record: wait");
+    // Recovery cuts the torn tail; new, different records reuse its place and number.
+    f.set_len(cut_at).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    for seq in 1..4 {
+        let mut other = rec(seq as usize + 40);
+        other.body = Bytes::from(format!(r#"{{"after_restart":{seq}}}"#));
+        f.write_all(&other.encode(Seq(seq))).unwrap();
+    }
+    let seqs: Vec<u64> = std::iter::from_fn(|| r.next_record().unwrap())
+        .map(|x| x.seq.0)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
