@@ -390,12 +390,18 @@ async fn full_disk_gives_503_keeps_acked_events_and_recovers_without_restart() {
     assert_spool_clean(&spool);
     assert_spool_holds(&data, &ledger);
     ledger.until_refused(b.addr).await;
+    // A load balancer honouring /readyz sends traffic elsewhere meanwhile.
+    let r = request(b.addr, "GET", "/readyz", &[], bytes::Bytes::new()).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.json()["spool"], "not_writable");
 
     // 3. Delete the filler: the same running gateway accepts again, no restart.
     std::fs::remove_file(&filler).unwrap();
     ledger
         .until_accepted(b.addr, "after deleting the filler")
         .await;
+    let r = request(b.addr, "GET", "/readyz", &[], bytes::Bytes::new()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     for _ in 0..10 {
         assert_eq!(ledger.burst(b.addr).await, 0, "refused with the disk free");
     }

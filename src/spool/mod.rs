@@ -129,6 +129,11 @@ pub(crate) struct Shared {
     failed: AtomicBool,
     /// Set when the budget refused an append; cleared by the next successful one.
     full: AtomicBool,
+    /// Until when (Unix ms) the spool counts as not writable after the filesystem refused
+    /// a write or a new segment (ENOSPC, quota). Not cleared by a success alone: behind a
+    /// load balancer honouring /readyz no append may come, so it lapses by itself and a
+    /// write that fails again renews it.
+    no_space_until_ms: AtomicU64,
     /// Encoded bytes of the appends sent and not yet taken by the writer.
     queued_bytes: AtomicU64,
     /// Bumped whenever the writer cuts a failed batch off the tail, before any durable end
@@ -169,6 +174,7 @@ impl Spool {
             segments: AtomicU64::new(recovered.segments.len() as u64),
             failed: AtomicBool::new(false),
             full: AtomicBool::new(false),
+            no_space_until_ms: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             truncations: AtomicU64::new(0),
         });
@@ -289,9 +295,12 @@ impl Spool {
         self.budget
     }
 
-    /// True while the spool accepts writes (not failed, below budget).
+    /// True while the spool accepts writes: not failed, below budget, and the filesystem
+    /// has not refused a write in the last [`NO_SPACE_HOLD`].
     pub fn is_writable(&self) -> bool {
-        !self.shared.failed.load(Ordering::Relaxed) && !self.shared.full.load(Ordering::Relaxed)
+        !self.shared.failed.load(Ordering::Relaxed)
+            && !self.shared.full.load(Ordering::Relaxed)
+            && unix_ms() >= self.shared.no_space_until_ms.load(Ordering::Relaxed)
     }
 
     /// Directory holding the segments.
@@ -303,6 +312,16 @@ impl Spool {
     pub fn segments(&self) -> u64 {
         self.shared.segments.load(Ordering::Relaxed)
     }
+}
+
+/// How long a filesystem refusal (ENOSPC, quota) keeps the spool "not writable" for
+/// `/readyz`, unless a later write succeeds first.
+pub const NO_SPACE_HOLD: Duration = Duration::from_secs(5);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

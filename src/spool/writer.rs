@@ -233,7 +233,7 @@ impl Writer {
                 // Typically ENOSPC: refused like a failed write (503), retried by the next
                 // append, so the spool resumes by itself once there is room again.
                 self.roll_due = true;
-                self.disk_full |= is_disk_full(&e);
+                self.note_no_space(&e);
                 metrics::counter!("callhook_spool_write_errors_total").increment(1);
                 if ROLL_FAIL_LOG.allow(1000) {
                     tracing::error!(error = %e, "could not start a new spool segment");
@@ -314,6 +314,7 @@ impl Writer {
                 self.tail.modified = SystemTime::now();
                 self.total_bytes += bytes;
                 self.shared.full.store(false, Ordering::Relaxed);
+                self.shared.no_space_until_ms.store(0, Ordering::Relaxed);
                 self.publish();
                 for (_, ack, seq) in pending.drain(..) {
                     reply(ack, Ok(seq));
@@ -321,7 +322,7 @@ impl Writer {
             }
             Err(e) => {
                 metrics::counter!("callhook_spool_write_errors_total").increment(1);
-                self.disk_full |= is_disk_full(&e);
+                self.note_no_space(&e);
                 if WRITE_FAIL_LOG.allow(1000) {
                     tracing::error!(error = %e, records = pending.len(), "spool write or fsync failed");
                 }
@@ -344,6 +345,18 @@ impl Writer {
                     reply(ack, Err(AppendError::Io(e.kind())));
                 }
             }
+        }
+    }
+
+    /// After a failed write or roll: a full filesystem frees delivered segments at once
+    /// (`disk_full`) and makes `/readyz` say not writable for a while.
+    fn note_no_space(&mut self, e: &io::Error) {
+        if is_disk_full(e) {
+            self.disk_full = true;
+            let until = super::unix_ms() + super::NO_SPACE_HOLD.as_millis() as u64;
+            self.shared
+                .no_space_until_ms
+                .store(until, Ordering::Relaxed);
         }
     }
 
