@@ -38,7 +38,9 @@ pub struct KafkaConfig {
     pub flush_timeout_ms: u64,
     /// CloudEvents `ce_source` header value.
     pub ce_source: String,
-    /// Passed to librdkafka as is (`security.protocol`, `sasl.*`, `ssl.*`...).
+    /// Passed to librdkafka as is (`security.protocol`, `sasl.*`, `ssl.*`...). Rendered
+    /// (`check-config`) with the values of credential-like keys redacted.
+    #[serde(serialize_with = "redact_credentials")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -204,4 +206,40 @@ impl KafkaConfig {
         }
         Ok(())
     }
+}
+
+/// librdkafka property names that carry credentials (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`,
+/// `ssl.key.pem`...): `check-config` prints the configuration, and its output may end up
+/// in a journal (the systemd unit runs it before every start).
+fn is_credential(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "jaas",
+        "oauthbearer.config",
+        ".pem",
+        "credential",
+    ]
+    .iter()
+    .any(|part| k.contains(part))
+}
+
+fn redact_credentials<S: serde::Serializer>(
+    props: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(props.len()))?;
+    for (k, v) in props {
+        let v = if is_credential(k) {
+            "<redacted>"
+        } else {
+            v.as_str()
+        };
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
 }
