@@ -50,6 +50,23 @@ fn bad_config_exits_non_zero_naming_the_key() {
     let (code, _, err) = check(&["--config", "/nonexistent/callhook.toml"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("not found"), "{err}");
+    // A librdkafka property `serve` would refuse when creating its producer: refused here
+    // (exit 2), not accepted and then a serve that exits 1 and restarts forever.
+    for (key, value) in [("security.protocol", "bogus"), ("sasl_mechanism", "PLAIN")] {
+        std::fs::write(
+            &p,
+            format!(
+                "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"{key}\" = \"{value}\"\n"
+            ),
+        )
+        .unwrap();
+        let (code, _, err) = check(&["--config", p.to_str().unwrap()], &[]);
+        assert_eq!(code, 2, "{key}: {err}");
+        assert!(
+            err.contains("kafka.properties") && err.contains(key),
+            "{err}"
+        );
+    }
 }
 
 #[test]

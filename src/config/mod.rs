@@ -331,6 +331,14 @@ impl Config {
             ));
         }
         self.kafka.validate()?;
+        if self.kafka.enabled() {
+            // librdkafka checks each property's name and value as it is set, without
+            // connecting: what `serve` would refuse when creating the producer is refused
+            // here, with the exit code of a configuration error.
+            crate::forward::producer::client_config(&self.kafka)
+                .create_native_config()
+                .map_err(|e| ConfigError::invalid("kafka.properties", e.to_string()))?;
+        }
         if let Some(t) = &s.tls {
             crate::server::tls_acceptor(&t.cert, &t.key)?;
         }
