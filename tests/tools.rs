@@ -49,6 +49,11 @@ fn example_config() -> PathBuf {
 
 /// Runs the callhook binary with a clean environment for its own variables.
 fn callhook(args: &[&str]) -> Output {
+    callhook_env(args, &[])
+}
+
+/// `callhook` with only these `CALLHOOK_*` variables from the environment set.
+fn callhook_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     for var in [
         "CALLHOOK_LISTEN",
@@ -59,6 +64,7 @@ fn callhook(args: &[&str]) -> Output {
     ] {
         cmd.env_remove(var);
     }
+    cmd.envs(env.iter().copied());
     cmd.args(args).output().unwrap()
 }
 
@@ -414,6 +420,33 @@ fn replay_to_kafka_resends_a_range_as_the_forwarder_would_marked_replayed() {
         (1..=7).collect::<Vec<_>>(),
         "one key, one partition, spool order"
     );
+
+    // Without --config, the environment's Kafka settings apply as they do for serve:
+    // the forwarder's topics and headers, not the defaults.
+    let topic = format!("{}.env.voice", unique("replay"));
+    let out = callhook_env(
+        &[
+            "replay",
+            "--data-dir",
+            &data,
+            "--from",
+            "1",
+            "--to",
+            "1",
+            "--kafka",
+            &brokers,
+        ],
+        &[
+            ("CALLHOOK_KAFKA__CREATE_TOPICS", "true"),
+            ("CALLHOOK_KAFKA__REPLICATION_FACTOR", "1"),
+            ("CALLHOOK_KAFKA__TOPICS__VOICE_EVENT", &topic),
+            ("CALLHOOK_KAFKA__CE_SOURCE", "from-env"),
+        ],
+    );
+    assert_ok(&out);
+    let got = consume(&brokers, &[topic.as_str()], 1, Duration::from_secs(60));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["ce_source"], "from-env");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ fn parse_kind(s: &str) -> Result<WebhookKind, String> {
 /// Runs `callhook replay`; `config` is the global `--config` (topics, `ce_source`, Kafka
 /// properties and topic creation come from it).
 pub fn run(args: &ReplayArgs, config: Option<&Path>) -> ExitCode {
+    // Records the reader skips (unreadable, or deleted by retention) and librdkafka
+    // trouble are reported through tracing, on stderr.
+    crate::telemetry::logging::init_for_tools();
     if args.to.is_some_and(|to| to < args.from) {
         eprintln!("error: --to must not be below --from");
         return ExitCode::from(2);
@@ -203,35 +206,24 @@ impl Tally {
     }
 }
 
+/// The Kafka settings `serve` would use (file, then `CALLHOOK_KAFKA__*`, then the
+/// brokers given here), so replayed records go to the same topics with the same headers.
 fn kafka_config(brokers: &str, config: Option<&Path>) -> Result<KafkaConfig, String> {
-    let mut cfg = match config {
-        Some(file) => {
-            let overrides = Overrides {
-                kafka_brokers: Some(brokers.to_owned()),
-                ..Overrides::default()
-            };
-            Config::load(Some(file), &overrides)
-                .map_err(|e| format!("{}: {e}", file.display()))?
-                .kafka
-        }
-        None => KafkaConfig::default(),
+    let overrides = Overrides {
+        kafka_brokers: Some(brokers.to_owned()),
+        ..Overrides::default()
     };
+    let mut cfg = Config::load(config, &overrides)
+        .map_err(|e| match config {
+            Some(file) => format!("{}: {e}", file.display()),
+            None => e.to_string(),
+        })?
+        .kafka;
     cfg.brokers = Some(brokers.to_owned());
     Ok(cfg)
 }
 
-fn init_logging() {
-    // librdkafka trouble (broker unreachable, auth) is reported through tracing.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .try_init();
-}
-
 fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&Path>) -> ExitCode {
-    init_logging();
     let cfg = match kafka_config(brokers, config) {
         Ok(c) => c,
         Err(e) => {

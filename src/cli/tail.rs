@@ -41,6 +41,7 @@ fn parse_kind(s: &str) -> Result<WebhookKind, String> {
 }
 
 pub fn run(args: &TailArgs) -> ExitCode {
+    crate::telemetry::logging::init_for_tools();
     let dir = args.data_dir.join("spool");
     if !dir.is_dir() {
         eprintln!("error: no spool in {}", args.data_dir.display());

@@ -16,6 +16,16 @@ pub fn init(cfg: &LogConfig) {
     };
 }
 
+/// The subscriber for one-shot tools (`tail`, `replay`): warnings and errors on stderr
+/// (`RUST_LOG` overrides), so records a reader skips are never skipped silently.
+pub fn init_for_tools() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
 /// Lets one log line through per `period` per call site: rejected requests can come in
 /// floods, and the log must not become the bottleneck.
 #[derive(Debug, Default)]
