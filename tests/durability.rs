@@ -173,3 +173,22 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
         missing.len()
     );
 }
+
+/// Kafka unreachable while the forwarder is still creating its topics: SIGTERM must not
+/// wait for that request (librdkafka's own timeout is a minute; systemd and Kubernetes
+/// give 30 s), and what was accepted stays in the spool for the next start.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_topic_creation_on_an_unreachable_cluster() {
+    let mut gw = Gateway::start(
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\ncreate_topics = true\nreplication_factor = 1\n",
+    );
+    let r = gw
+        .post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"u-1","conversation_uuid":"CON-1","status":"started"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.terminate(), Some(0), "clean exit within 30 s");
+    assert_eq!(gw.tail(&[]).len(), 1);
+}

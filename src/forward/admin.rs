@@ -61,7 +61,11 @@ pub async fn create_topics(cfg: &KafkaConfig, topics: &[&str]) -> Result<(), Str
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // The request's own timeout too: librdkafka's default (socket.timeout.ms, 60 s) held
+    // an unreachable cluster's start, and a shutdown during it, for a minute.
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&new, &opts)
         .await

@@ -273,7 +273,19 @@ impl Pipeline {
                 .build()
             {
                 Ok(rt) => {
-                    if let Err(e) = rt.block_on(admin::create_topics(&self.cfg, &names)) {
+                    // Given up at once on shutdown: nothing is lost by not creating them.
+                    let stopped = async {
+                        while !stop.load(Ordering::Acquire) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    let created = rt.block_on(async {
+                        tokio::select! {
+                            r = admin::create_topics(&self.cfg, &names) => r,
+                            () = stopped => Ok(()),
+                        }
+                    });
+                    if let Err(e) = created {
                         tracing::warn!(error = %e, "could not create Kafka topics");
                     }
                 }
