@@ -301,3 +301,16 @@ async fn http2_connections_take_a_bounded_number_of_streams() {
     assert_eq!(resp.await.unwrap().status(), 200);
     assert_eq!(send.current_max_send_streams(), 32);
 }
+
+#[tokio::test]
+async fn probes_answer_head_as_well_as_get() {
+    let gw = Gateway::start("");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = gw.request("HEAD", path, &[], vec![]).await;
+        assert_eq!(r.status, 200, "HEAD {path}");
+        assert!(r.body.is_empty(), "HEAD {path}: no body");
+        let r = gw.request("DELETE", path, &[], vec![]).await;
+        assert_eq!(r.status, 405, "DELETE {path}");
+        assert_eq!(r.headers["allow"], "GET, HEAD");
+    }
+}

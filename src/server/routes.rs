@@ -50,7 +50,7 @@ pub struct Routes {
 
 const GET_POST: &str = "GET, POST";
 const POST: &str = "POST";
-const GET: &str = "GET";
+const GET_HEAD: &str = "GET, HEAD";
 
 impl Routes {
     pub fn new(prefix: &str) -> Self {
@@ -66,9 +66,9 @@ impl Routes {
     /// 404 for unknown paths, 405 (with the allowed methods) for a known path.
     pub fn resolve(&self, method: &Method, path: &str) -> Result<Route, RouteError> {
         match path {
-            "/metrics" => return only(method, Method::GET, GET, Route::Metrics),
-            "/healthz" => return only(method, Method::GET, GET, Route::Healthz),
-            "/readyz" => return only(method, Method::GET, GET, Route::Readyz),
+            "/metrics" => return probe(method, Route::Metrics),
+            "/healthz" => return probe(method, Route::Healthz),
+            "/readyz" => return probe(method, Route::Readyz),
             _ => {}
         }
         let (path_app, rest) = match path.strip_prefix("/apps/") {
@@ -105,11 +105,13 @@ impl Routes {
     }
 }
 
-fn only(method: &Method, want: Method, allow: &'static str, r: Route) -> Result<Route, RouteError> {
-    if *method == want {
+/// Ops endpoints answer GET and, as HTTP requires wherever GET is, HEAD (hyper sends
+/// the head alone); some probes and monitors use HEAD.
+fn probe(method: &Method, r: Route) -> Result<Route, RouteError> {
+    if *method == Method::GET || *method == Method::HEAD {
         Ok(r)
     } else {
-        Err(RouteError::MethodNotAllowed { allow })
+        Err(RouteError::MethodNotAllowed { allow: GET_HEAD })
     }
 }
 
@@ -171,6 +173,7 @@ mod tests {
         }
         assert_eq!(r.resolve(&Method::GET, "/metrics"), Ok(Route::Metrics));
         assert!(r.resolve(&Method::POST, "/healthz").is_err());
+        assert_eq!(r.resolve(&Method::HEAD, "/readyz"), Ok(Route::Readyz));
         let bare = Routes::new("");
         assert_eq!(
             bare.resolve(&Method::POST, "/voice/event"),
