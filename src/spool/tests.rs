@@ -180,7 +180,7 @@ fn budget_full_refuses_and_keeps_accepted_records() {
     let mut c = cfg(dir.path());
     c.disk_budget_bytes = 4096;
     rt().block_on(async {
-        let (spool, _) = Spool::open(c).unwrap();
+        let (spool, _) = Spool::open(c.clone()).unwrap();
         let mut ok = 0;
         let mut full = 0;
         for i in 0..200 {
@@ -194,6 +194,11 @@ fn budget_full_refuses_and_keeps_accepted_records() {
         assert!(!spool.is_writable() || spool.total_bytes() <= 4096);
         spool.shutdown().await;
         assert_eq!(read_all(dir.path()).len(), ok);
+        // Restarted at its budget: not writable (not ready) from the start, not only
+        // from the first refused append.
+        let (spool, _) = Spool::open(c.clone()).unwrap();
+        assert!(!spool.is_writable());
+        spool.shutdown().await;
     });
 }
 

@@ -118,6 +118,12 @@ impl Writer {
             roll_due: false,
             disk_full: false,
         };
+        // A spool already at its budget (a lowered budget, or a restart while full) is
+        // not ready until housekeeping makes room, as `housekeeping` judges it later; not
+        // only from the first append it refuses.
+        if w.total_bytes + w.cfg.disk_budget_bytes / 100 > w.cfg.disk_budget_bytes {
+            w.shared.full.store(true, Ordering::Relaxed);
+        }
         w.publish();
         Ok(w)
     }
