@@ -230,7 +230,7 @@ async fn report_mode_accepts_and_counts() {
 async fn check_config_never_prints_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
-    let kafka = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"security.protocol\" = \"sasl_ssl\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"svc\"\n\"sasl.password\" = \"hunter2-kafka\"\n\"ssl.key.password\" = \"hunter3-kafka\"\n";
+    let kafka = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"svc\"\n\"sasl.password\" = \"hunter2-kafka\"\n";
     std::fs::write(&p, format!("{}{kafka}", config("enforce"))).unwrap();
     let out = std::process::Command::new(BIN)
         .args(["check-config", "--config", p.to_str().unwrap()])
@@ -248,11 +248,11 @@ async fn check_config_never_prints_secrets() {
     );
     assert!(!text.contains(SECRET) && !text.contains(OLD_SECRET));
     // Kafka credentials passed to librdkafka as properties too.
+    assert!(!text.contains("hunter2"), "{text}");
     assert!(
-        !text.contains("hunter2") && !text.contains("hunter3"),
+        text.contains("svc") && text.contains("sasl_plaintext"),
         "{text}"
     );
-    assert!(text.contains("svc") && text.contains("sasl_ssl"), "{text}");
 }
 
 #[tokio::test]

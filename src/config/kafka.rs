@@ -243,3 +243,31 @@ fn redact_credentials<S: serde::Serializer>(
     }
     map.end()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_credential;
+
+    #[test]
+    fn credential_properties_are_recognised() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "SASL.PASSWORD",
+        ] {
+            assert!(is_credential(k), "{k}");
+        }
+        for k in [
+            "security.protocol",
+            "sasl.username",
+            "sasl.mechanism",
+            "acks",
+        ] {
+            assert!(!is_credential(k), "{k}");
+        }
+    }
+}
