@@ -128,6 +128,15 @@ impl Rig {
     }
 }
 
+/// Appends the events `e{range}` and waits for each to be durable.
+fn append_events(rt: &tokio::runtime::Runtime, spool: &Spool, range: std::ops::Range<usize>) {
+    rt.block_on(async {
+        for i in range {
+            spool.append(event(i)).await.unwrap();
+        }
+    });
+}
+
 /// Takes every broker of the cluster down, or brings them all back.
 fn all_brokers(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
@@ -203,18 +212,10 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
         ],
     );
-    rt.block_on(async {
-        for i in 0..300 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 0..300);
     // Every broker down while more arrive: the spool keeps taking them.
     all_brokers(&cluster, false);
-    rt.block_on(async {
-        for i in 300..600 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 300..600);
     std::thread::sleep(Duration::from_secs(4)); // past message_timeout_ms: deliveries fail, back off
     let cp = Checkpoint::new(dir.path(), "kafka");
     let during = cp.load().unwrap().unwrap_or(Seq(0));
@@ -242,17 +243,9 @@ fn a_fatal_producer_error_is_survived_by_replacing_the_producer() {
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
     );
-    rt.block_on(async {
-        for i in 0..200 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 0..200);
     let fwd = start_forwarder(&bootstrap, &spool);
-    rt.block_on(async {
-        for i in 200..400 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 200..400);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 400);
     fwd.stop();
     rt.block_on(spool.shutdown());
@@ -273,11 +266,7 @@ fn a_checkpoint_past_the_spool_end_does_not_skip_new_records() {
     let cp = Checkpoint::new(dir.path(), "kafka");
     cp.store(Seq(1_000)).unwrap();
     let fwd = start_forwarder(&bootstrap, &spool);
-    rt.block_on(async {
-        for i in 0..50 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 0..50);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 50);
     fwd.stop();
 }
@@ -297,11 +286,7 @@ fn a_checkpoint_past_the_spool_end_is_corrected_on_disk_at_once() {
     cp.store(Seq(1_000)).unwrap();
     all_brokers(&cluster, false);
     let fwd = start_forwarder(&bootstrap, &spool);
-    rt.block_on(async {
-        for i in 0..50 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 0..50);
     fwd.stop();
     assert_eq!(cp.load().unwrap(), Some(Seq(0)), "nothing was delivered");
     all_brokers(&cluster, true);
@@ -404,11 +389,7 @@ fn a_checkpoint_that_cannot_be_corrected_at_start_does_not_stop_forwarding() {
     let blocker = dir.path().join("kafka.checkpoint.tmp");
     std::fs::create_dir(&blocker).unwrap();
     let fwd = start_forwarder(&bootstrap, &spool);
-    rt.block_on(async {
-        for i in 0..50 {
-            spool.append(event(i)).await.unwrap();
-        }
-    });
+    append_events(&rt, &spool, 0..50);
     let ids = consume_ids(
         &bootstrap,
         "vonage.voice.event",
