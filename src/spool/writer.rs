@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
@@ -17,6 +17,7 @@ use super::segment::{self, SegmentInfo};
 use super::{AppendError, Durability, Shared, SpoolConfig};
 use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
+use files::{create_segment_atomically, flush, remove_unfinished_segments, start_flusher};
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -31,9 +32,6 @@ const MAX_BATCH_RECORDS: usize = 4096;
 const UNAWAITED_LINGER: Duration = Duration::from_millis(10);
 /// How often retention runs when the spool is idle.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
-/// Suffix of a segment being created: it becomes `<seq>.seg` by rename only once its magic
-/// is durable, so a failed or interrupted roll never leaves a half-made segment behind.
-const NEW_SUFFIX: &str = ".new";
 /// A full disk fails every batch; one log line a second per site is enough (the counter
 /// `callhook_spool_write_errors_total` counts every failure).
 static WRITE_FAIL_LOG: RateLimit = RateLimit::new();
@@ -422,54 +420,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes closed segments that retention (or, under budget pressure, forwarding) allows.
-    /// Without a downstream sink the spool *is* the sink, so only retention deletes.
-    fn housekeeping(&mut self, budget_pressure: bool) {
-        let forwarded = self.shared.forwarded.load(Ordering::Acquire);
-        let now = SystemTime::now();
-        let mut removed = false;
-        while let Some(oldest) = self.closed.first() {
-            // The segment's records are [first_seq, next segment's first_seq).
-            let end = self
-                .closed
-                .get(1)
-                .map_or(self.tail.info.first_seq.0, |s| s.info.first_seq.0);
-            let fully_forwarded = !self.cfg.has_sink || end <= forwarded;
-            let too_old = self
-                .cfg
-                .retention_age
-                .is_some_and(|age| now.duration_since(oldest.modified).unwrap_or_default() > age);
-            let too_big = self
-                .cfg
-                .retention_bytes
-                .is_some_and(|max| self.total_bytes > max);
-            let freeable = self.cfg.has_sink && budget_pressure;
-            if !(fully_forwarded && (too_old || too_big || freeable)) {
-                break;
-            }
-            match std::fs::remove_file(&oldest.info.path) {
-                Ok(()) => {
-                    self.total_bytes -= oldest.len;
-                    self.closed.remove(0);
-                    removed = true;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, path = %oldest.info.path.display(), "could not delete spool segment");
-                    break;
-                }
-            }
-        }
-        if removed {
-            let _ = segment::sync_dir(&self.cfg.dir);
-            self.publish();
-        }
-        // Ready again once there is room (1% of the budget), not only after the next
-        // successful append, which a load balancer honouring /readyz would never send.
-        if self.total_bytes + self.cfg.disk_budget_bytes / 100 <= self.cfg.disk_budget_bytes {
-            self.shared.full.store(false, Ordering::Relaxed);
-        }
-    }
-
     /// Makes positions and sizes visible to readers and metrics.
     fn publish(&self) {
         let oldest = self
@@ -492,81 +442,6 @@ impl Writer {
             "callhook_spool_budget_ratio",
             self.total_bytes as f64 / self.cfg.disk_budget_bytes.max(1) as f64,
         );
-    }
-}
-
-/// Creates an empty segment (just the magic) under a temporary name, makes it durable, then
-/// renames it into place and syncs the directory. Any failure (ENOSPC writing the magic, a
-/// failed fsync) removes the temporary file and leaves no `<seq>.seg` behind that a retry
-/// would trip over (`create_new` would fail with `AlreadyExists` forever) or that recovery
-/// and readers would take for the tail. A retry renames over anything left by an earlier
-/// attempt whose final directory sync failed.
-fn create_segment_atomically(dir: &std::path::Path, seg: &SegmentInfo) -> io::Result<File> {
-    let mut tmp = seg.path.clone().into_os_string();
-    tmp.push(NEW_SUFFIX);
-    let tmp = std::path::PathBuf::from(tmp);
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let made = (|| {
-        // O_APPEND: the failed-write undo (`set_len`) relies on writes going to the end.
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .read(true)
-            .open(&tmp)?;
-        f.write_all(segment::MAGIC)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &seg.path)?;
-        Ok(f)
-    })();
-    let f = match made {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    segment::sync_dir(dir)?;
-    Ok(f)
-}
-
-/// Removes temporary segments a crash left mid-roll; they hold no records.
-/// With `durability = "os"` a closed segment can hold a whole segment of dirty pages;
-/// flushing them on the writer thread stalled every awaiting request for 100+ ms at each
-/// roll. One `spool-sync` thread flushes closed segments instead (two may wait; more and
-/// the writer flushes itself). `None` if the thread cannot start: the writer flushes.
-fn start_flusher() -> Option<SyncSender<File>> {
-    let (tx, rx) = sync_channel::<File>(2);
-    std::thread::Builder::new()
-        .name("spool-sync".into())
-        .spawn(move || {
-            for f in rx {
-                flush(&f);
-            }
-        })
-        .ok()
-        .map(|_| tx)
-}
-
-fn flush(f: &File) {
-    if let Err(e) = f.sync_all() {
-        tracing::warn!(error = %e, "could not flush a closed spool segment");
-    }
-}
-
-fn remove_unfinished_segments(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(&format!(".seg{NEW_SUFFIX}")) {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
 }
 
@@ -605,5 +480,7 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Re
     Ok(())
 }
 
+mod files;
+mod retention;
 #[cfg(test)]
 mod tests;

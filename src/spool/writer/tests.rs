@@ -49,7 +49,7 @@ fn failed_roll_refuses_then_resumes_without_leaving_a_segment() {
     );
     let next = super::segment::path_for(dir.path(), Seq(per_segment as u64));
     let mut blocker = next.clone().into_os_string();
-    blocker.push(super::NEW_SUFFIX);
+    blocker.push(super::files::NEW_SUFFIX);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,7 +79,7 @@ fn failed_roll_refuses_then_resumes_without_leaving_a_segment() {
     // A stray temporary segment (a crash mid-roll) is removed at the next open.
     let stray = dir
         .path()
-        .join(format!("{:020}.seg{}", 999, super::NEW_SUFFIX));
+        .join(format!("{:020}.seg{}", 999, super::files::NEW_SUFFIX));
     std::fs::write(&stray, b"CHSP").unwrap();
     rt.block_on(async {
         let (spool, again) = Spool::open(cfg(dir.path())).unwrap();
