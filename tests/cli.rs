@@ -132,3 +132,58 @@ fn tail_rejects_unknown_kind_and_missing_spool() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind"));
 }
+
+/// Credentials for Kafka come from the environment (a Kubernetes Secret, a systemd
+/// credential), never the file: the dotted librdkafka names survive, the file's own
+/// properties stay, and the output redacts the secret.
+#[test]
+fn kafka_credentials_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"client.id\" = \"from-file\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(
+        &["--config", p.to_str().unwrap()],
+        &[
+            ("CALLHOOK_KAFKA__PROPERTIES__SECURITY__PROTOCOL", "sasl_plaintext"),
+            (
+                "CALLHOOK_KAFKA__PROPERTIES__SASL__MECHANISM",
+                "SCRAM-SHA-512",
+            ),
+            ("CALLHOOK_KAFKA__PROPERTIES__SASL__USERNAME", "svc"),
+            (
+                "CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD",
+                "hunter2-kafka",
+            ),
+            ("CALLHOOK_KAFKA__PROPERTIES__SSL.CA.LOCATION", "probe"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "\"security.protocol\" = \"sasl_plaintext\"",
+        "\"sasl.mechanism\" = \"PLAIN\"",
+        "\"sasl.username\" = \"svc\"",
+        "\"sasl.password\" = \"<redacted>\"",
+        "\"ssl.ca.location\" = \"probe\"",
+        "\"client.id\" = \"from-file\"",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+    // A TLS file that is not there stops check-config, not a later serve.
+    let (code, _, err) = check(
+        &["--config", p.to_str().unwrap()],
+        &[(
+            "CALLHOOK_KAFKA__PROPERTIES__SSL__CA__LOCATION",
+            "/nonexistent/ca.pem",
+        )],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ssl.ca.location"), "{err}");
+}

@@ -135,6 +135,62 @@ const OWNED: &[&str] = &[
     "delivery.timeout.ms",
 ];
 
+/// librdkafka properties naming a file (or, for the CA, a directory or `probe`).
+const FILE_PROPERTIES: &[&str] = &[
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.crl.location",
+    "ssl.keystore.location",
+];
+
+/// Environment variables setting `kafka.properties`, with the `CALLHOOK_` prefix.
+const PROPERTIES_ENV: &str = "KAFKA__PROPERTIES__";
+
+/// True for the `CALLHOOK_`-stripped name of a variable [`properties_from_env`] reads.
+pub(super) fn is_properties_var(stripped: &str) -> bool {
+    stripped
+        .get(..PROPERTIES_ENV.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PROPERTIES_ENV))
+}
+
+/// `kafka.properties` from the environment, so credentials need not sit in a file:
+/// `CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD` (or `..._SASL.PASSWORD` where the
+/// environment allows dots) sets `sasl.password`. Read here rather than through figment,
+/// which would split librdkafka's dotted names into nested tables.
+///
+/// # Errors
+/// A variable with nothing after the prefix.
+pub(super) fn properties_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(stripped) = name
+            .get(..PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+            .map(|_| &name[PREFIX.len()..])
+            .filter(|s| is_properties_var(s))
+        else {
+            continue;
+        };
+        let key = stripped[PROPERTIES_ENV.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
+        if key.is_empty() || key.starts_with('.') || key.ends_with('.') {
+            return Err(ConfigError::invalid(
+                name,
+                "name a librdkafka property after KAFKA__PROPERTIES__ (e.g. SASL__PASSWORD)",
+            ));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// The environment prefix of every configuration variable.
+pub(super) const PREFIX: &str = "CALLHOOK_";
+
 impl KafkaConfig {
     /// True when a broker list is configured.
     pub fn enabled(&self) -> bool {
@@ -150,11 +206,21 @@ impl KafkaConfig {
                 "must be one of zstd, lz4, snappy, gzip, none",
             ));
         }
-        for key in self.properties.keys() {
+        for (key, value) in &self.properties {
             if OWNED.contains(&key.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("kafka.properties.\"{key}\""),
                     "set by callhook itself (use the [kafka] setting of the same meaning)",
+                ));
+            }
+            // librdkafka reads these files only when the producer is created, so a wrong
+            // path would pass `check-config` and then stop `serve`.
+            let is_file = FILE_PROPERTIES.contains(&key.as_str())
+                && !(key == "ssl.ca.location" && value == "probe");
+            if is_file && !std::path::Path::new(value).exists() {
+                return Err(ConfigError::invalid(
+                    format!("kafka.properties.\"{key}\""),
+                    format!("{value}: no such file or directory"),
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! Configuration: typed, validated once at startup, passed down. Sources, lowest to
 //! highest priority: built-in defaults, the TOML file (`--config`), `CALLHOOK_*`
-//! environment variables (`CALLHOOK_SPOOL__DURABILITY=os`: `__` separates levels), then
+//! environment variables (`CALLHOOK_SPOOL__DURABILITY=os`: `__` separates levels;
+//! `CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD` sets `kafka.properties."sasl.password"`), then
 //! command-line flags (which also read `CALLHOOK_LISTEN`, `CALLHOOK_DATA_DIR`,
 //! `CALLHOOK_KAFKA_BROKERS`). Every limit has a name here and a default below.
 
@@ -227,12 +228,19 @@ impl Config {
         // Only nested keys (`CALLHOOK_TABLE__KEY`): other CALLHOOK_* variables are the flags'
         // own, or not ours at all (Kubernetes injects CALLHOOK_PORT for a Service named
         // callhook), and must not be refused as unknown keys.
+        // `kafka.properties` are read apart: their names contain dots (see
+        // `kafka::properties_from_env`).
         fig = fig.merge(
-            Env::prefixed("CALLHOOK_")
-                .filter(|k| k.as_str().contains("__"))
+            Env::prefixed(kafka::PREFIX)
+                .filter(|k| k.as_str().contains("__") && !kafka::is_properties_var(k.as_str()))
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        cfg.kafka
+            .properties
+            .extend(kafka::properties_from_env(env)?);
         if let Some(l) = overrides.listen {
             cfg.server.listen = l;
         }
@@ -395,11 +403,13 @@ fn describe(e: figment::Error) -> String {
         .map(|e| {
             let path = e.path.join(".");
             let kind = e.kind.to_string();
-            let src = e
-                .metadata
-                .as_ref()
-                .map(|m| m.name.to_string())
-                .unwrap_or_default();
+            let src = match e.metadata.as_ref() {
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(file)) => format!("{} {}", m.name, file.display()),
+                    _ => m.name.to_string(),
+                },
+                None => String::new(),
+            };
             if path.is_empty() {
                 format!("{kind} ({src})")
             } else {

@@ -54,6 +54,59 @@ fn unknown_keys_and_bad_values_name_their_path() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("kafka.properties.\"acks\""), "{e}");
+    // A type error names the file it came from.
+    let p = write(&dir, "[server]\nmax_body_bytes = \"big\"\n");
+    let e = Config::load(Some(&p), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&p.display().to_string()), "{e}");
+}
+
+#[test]
+fn kafka_properties_come_from_the_environment_with_their_dots() {
+    let vars = [
+        ("CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD", "pw"),
+        ("callhook_kafka__properties__security.protocol", "sasl_ssl"),
+        ("CALLHOOK_KAFKA__BROKERS", "b:9092"),
+        ("CALLHOOK_KAFKA__PROPERTIESX", "no"),
+        ("OTHER_KAFKA__PROPERTIES__ACKS", "no"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let got = kafka::properties_from_env(vars).unwrap();
+    assert_eq!(
+        got,
+        [
+            ("sasl.password".to_owned(), "pw".to_owned()),
+            ("security.protocol".to_owned(), "sasl_ssl".to_owned()),
+        ]
+    );
+    assert!(kafka::is_properties_var(
+        "KAFKA__PROPERTIES__SASL__PASSWORD"
+    ));
+    assert!(!kafka::is_properties_var("KAFKA__BROKERS"));
+    let e =
+        kafka::properties_from_env([("CALLHOOK_KAFKA__PROPERTIES__".to_owned(), "x".to_owned())])
+            .unwrap_err()
+            .to_string();
+    assert!(e.starts_with("CALLHOOK_KAFKA__PROPERTIES__"), "{e}");
+}
+
+#[test]
+fn a_missing_tls_file_is_refused_before_serve_would_stop_on_it() {
+    let mut c = Config::default();
+    c.kafka.brokers = Some("127.0.0.1:9092".into());
+    c.kafka
+        .properties
+        .insert("ssl.ca.location".into(), "/nonexistent/ca.pem".into());
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("ssl.ca.location") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    c.kafka
+        .properties
+        .insert("ssl.ca.location".into(), "probe".into());
+    c.validate().unwrap();
 }
 
 #[test]
