@@ -135,7 +135,8 @@ fn tail_rejects_unknown_kind_and_missing_spool() {
 
 /// Credentials for Kafka come from the environment (a Kubernetes Secret, a systemd
 /// credential), never the file: the dotted librdkafka names survive, the file's own
-/// properties stay, and the output redacts the secret.
+/// properties stay, and the output redacts the secret. SCRAM over TLS needs OpenSSL in
+/// librdkafka, so this also shows the build has it.
 #[test]
 fn kafka_credentials_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +149,7 @@ fn kafka_credentials_come_from_the_environment() {
     let (code, out, err) = check(
         &["--config", p.to_str().unwrap()],
         &[
-            ("CALLHOOK_KAFKA__PROPERTIES__SECURITY__PROTOCOL", "sasl_plaintext"),
+            ("CALLHOOK_KAFKA__PROPERTIES__SECURITY__PROTOCOL", "sasl_ssl"),
             (
                 "CALLHOOK_KAFKA__PROPERTIES__SASL__MECHANISM",
                 "SCRAM-SHA-512",
@@ -163,8 +164,8 @@ fn kafka_credentials_come_from_the_environment() {
     );
     assert_eq!(code, 0, "{err}");
     for line in [
-        "\"security.protocol\" = \"sasl_plaintext\"",
-        "\"sasl.mechanism\" = \"PLAIN\"",
+        "\"security.protocol\" = \"sasl_ssl\"",
+        "\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
         "\"sasl.username\" = \"svc\"",
         "\"sasl.password\" = \"<redacted>\"",
         "\"ssl.ca.location\" = \"probe\"",

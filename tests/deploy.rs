@@ -1190,6 +1190,42 @@ fn dockerfile_keeps_the_runtime_contract() {
     );
     assert!(get("HEALTHCHECK")[0].contains("/healthz"));
 
+    // Every shared library the binary links is in debian:bookworm-slim or installed by the
+    // runtime stage: a new system library would otherwise fail only when the image runs.
+    let ldd = std::process::Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_callhook"))
+        .output()
+        .expect("ldd (Debian's libc-bin)");
+    assert!(ldd.status.success());
+    let runtime_install = get("RUN")
+        .into_iter()
+        .filter(|r| r.contains("apt-get install"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for line in String::from_utf8(ldd.stdout).unwrap().lines() {
+        let lib = line.split_whitespace().next().unwrap_or_default();
+        let lib = lib.rsplit('/').next().unwrap_or_default();
+        let in_base = [
+            "linux-vdso.so.1",
+            "ld-linux-x86-64.so.2",
+            "libc.so.6",
+            "libm.so.6",
+            "libgcc_s.so.1",
+            "libz.so.1",
+        ];
+        if in_base.contains(&lib) {
+            continue;
+        }
+        let package = match lib {
+            "libssl.so.3" | "libcrypto.so.3" => "libssl3",
+            other => panic!("callhook links {other}: install its package in the runtime stage"),
+        };
+        assert!(
+            runtime_install.contains(package),
+            "callhook links {lib}; the runtime stage does not install {package}"
+        );
+    }
+
     for src in copy_sources() {
         assert!(
             root().join(&src).exists(),

@@ -423,44 +423,6 @@ async fn sigkill_while_forwarding_loses_nothing() {
     drop(gw);
 }
 
-/// A second broker with persistent (sqlite) storage on its own port, started and stopped
-/// through the project's script, so the test can take Kafka away and bring it back.
-struct Broker {
-    port: u16,
-    env: Vec<(String, String)>,
-}
-
-impl Broker {
-    fn script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka-local.sh")
-    }
-    fn run(&self, verb: &str) {
-        let out = std::process::Command::new("bash")
-            .arg(Self::script())
-            .arg(verb)
-            .arg(self.port.to_string())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-local.sh {verb}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(Self::script())
-            .arg("stop")
-            .arg(self.port.to_string())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn broker_outage_keeps_2xx_and_everything_arrives_after_restart() {
     let _ = bootstrap(); // the suite's broker must exist: this test needs the same install

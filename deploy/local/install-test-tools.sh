@@ -7,6 +7,9 @@
 #                          tests/observability.rs scrapes a real callhook with `prometheus`.
 #   python3 + PyYAML       tests/deploy.rs parses every YAML file under deploy/ with it
 #                          (Debian's python3-yaml when no python3 on PATH can `import yaml`).
+#   OpenSSL headers        librdkafka is built with TLS against the system OpenSSL
+#                          (libssl-dev, found through pkg-config); the official Rust images
+#                          have both, a bare Debian does not.
 #
 # Installing uses apt-get (as root, or through sudo). `apt-get update` runs only when
 # something has to be installed. The Debian package would start a prometheus daemon on
@@ -43,6 +46,12 @@ if py=$(have_yaml_python); then
   log "ok: $py can import yaml (PyYAML $("$py" -c 'import yaml; print(yaml.__version__)'))"
 else
   missing_pkgs+=(python3-yaml)
+fi
+
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; then
+  log "ok: OpenSSL $(pkg-config --modversion openssl) headers (pkg-config)"
+else
+  missing_pkgs+=(libssl-dev pkg-config)
 fi
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then

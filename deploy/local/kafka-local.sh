@@ -17,6 +17,9 @@
 #   KAFKA_LOCAL_STORAGE  memory (default; fast, gone on stop) | sqlite (one file; survives stop/start)
 #   KAFKA_LOCAL_DATA     data dir to use and keep (e.g. for restart tests); default: a fresh temp dir, removed on stop
 #   KAFKA_LOCAL_STATE    where pid/log files go (default ${TMPDIR:-/tmp}/kafka-local)
+#   KAFKA_LOCAL_ADVERTISE  HOST:PORT the broker tells clients to connect to (default 127.0.0.1:PORT);
+#                        e.g. a TLS terminator in front of it (tansu 0.6 takes --cert/--key but serves
+#                        no TLS), as tests/kafka_tls.rs does
 #   TANSU_ROOT           cargo install root (default $HOME/.cargo; the binary goes to $TANSU_ROOT/bin/tansu)
 #
 # Known limits of tansu 0.6.0 (see README.md, "Kafka locally"):
@@ -82,7 +85,7 @@ cmd_start() {
   esac
 
   (cd "$data" && exec "$BIN" broker --silent \
-      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://${KAFKA_LOCAL_ADVERTISE:-127.0.0.1:$port}" \
       --storage-engine "$engine" </dev/null >>"$dir/broker.log" 2>&1) &
   local pid=$!
   echo "$pid" >"$dir/pid"

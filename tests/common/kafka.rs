@@ -40,13 +40,26 @@ pub struct Got {
 /// Consumes `topics` from the beginning, in a new group, until `want` records arrived or
 /// `timeout` passed.
 pub fn consume(brokers: &str, topics: &[&str], want: usize, timeout: Duration) -> Vec<Got> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    consume_with(brokers, &[], topics, want, timeout)
+}
+
+/// [`consume`] with extra librdkafka properties (e.g. TLS settings).
+pub fn consume_with(
+    brokers: &str,
+    properties: &[(&str, &str)],
+    topics: &[&str],
+    want: usize,
+    timeout: Duration,
+) -> Vec<Got> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("group.id", unique("test-group"))
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    for (k, v) in properties {
+        cfg.set(*k, *v);
+    }
+    let c: BaseConsumer = cfg.create().unwrap();
     c.subscribe(topics).unwrap();
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
@@ -82,4 +95,43 @@ pub fn consume(brokers: &str, topics: &[&str], want: usize, timeout: Duration) -
         }
     }
     out
+}
+
+/// A broker of the test's own on its own port (storage, data dir, advertised address set
+/// by `env`, see deploy/local/kafka-local.sh), started and stopped through the project's
+/// script, so a test can take Kafka away and bring it back. Stopped on drop.
+pub struct Broker {
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+}
+
+impl Broker {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka-local.sh")
+    }
+    pub fn run(&self, verb: &str) {
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg(verb)
+            .arg(self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-local.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output();
+    }
 }
