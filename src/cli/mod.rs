@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `check-config`, `tail`.
+//! Command line: `serve` (the default), `check-config`, `tail`, `simulate`, `replay`.
 
 mod check_config;
 pub mod replay;
@@ -36,20 +36,21 @@ pub enum Command {
     Replay(replay::ReplayArgs),
 }
 
-/// Where the configuration comes from; shared by `serve` and `check-config`.
+/// Where the configuration comes from; shared by `serve` and `check-config`, and given
+/// before or after the subcommand (`callhook --config x serve`, `callhook serve --config x`).
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// TOML configuration file.
-    #[arg(long, env = "CALLHOOK_CONFIG", global = true)]
+    #[arg(long, env = "CALLHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Listen address (default 127.0.0.1:8080).
-    #[arg(long, env = "CALLHOOK_LISTEN", global = true)]
+    #[arg(long, env = "CALLHOOK_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Data directory for the spool (default ./callhook-data).
-    #[arg(long, env = "CALLHOOK_DATA_DIR", global = true)]
+    #[arg(long, env = "CALLHOOK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Kafka bootstrap servers; turns on the Kafka fan-out.
-    #[arg(long, env = "CALLHOOK_KAFKA_BROKERS", global = true)]
+    #[arg(long, env = "CALLHOOK_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
 }
 
@@ -71,7 +72,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::CheckConfig(args)) => check_config::run(&merge(&cli.serve, args)),
         Some(Command::Tail(args)) => tail::run(&args),
         Some(Command::Simulate(args)) => simulate::run(&args),
-        Some(Command::Replay(args)) => replay::run(&args, cli.serve.config.as_deref()),
+        Some(Command::Replay(args)) => {
+            let config = args.config.as_deref().or(cli.serve.config.as_deref());
+            replay::run(&args, config)
+        }
     }
 }
 
