@@ -62,8 +62,16 @@ impl AppState {
         metrics: PrometheusHandle,
         kafka: Arc<KafkaStatus>,
     ) -> Result<Self, crate::config::ConfigError> {
+        let verifier = cfg.verifier()?;
+        for (cap, mode) in verifier.closed_capabilities() {
+            tracing::info!(
+                capability = cap.as_str(),
+                ?mode,
+                "no application lists this capability; its routes take the strictest mode configured"
+            );
+        }
         Ok(Self {
-            verifier: cfg.verifier()?,
+            verifier,
             answer: cfg.answer_plan()?,
             upstream: UpstreamClient::new(),
             access: access::Access::new(&cfg.server.allow_cidrs, &cfg.server.trusted_proxies),

@@ -177,13 +177,6 @@ impl Verifier {
         for (i, mode) in route_mode.iter_mut().enumerate() {
             if !states.iter().any(|a| a.caps[i]) {
                 *mode = strictest;
-                if strictest != SignatureMode::Off {
-                    tracing::info!(
-                        capability = Capability::ALL[i].as_str(),
-                        mode = ?strictest,
-                        "no application lists this capability; its routes take the strictest mode configured"
-                    );
-                }
             }
         }
         Ok(Verifier {
@@ -196,6 +189,18 @@ impl Verifier {
             route_mode,
             failures: FailureLog::default(),
         })
+    }
+
+    /// Capabilities no application lists, whose routes take the strictest mode
+    /// configured: logged once at startup, since it can surprise (unsigned requests to
+    /// them are refused).
+    pub fn closed_capabilities(&self) -> impl Iterator<Item = (Capability, SignatureMode)> + '_ {
+        Capability::ALL
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !self.apps.is_empty() && !self.apps.iter().any(|a| a.caps[i]))
+            .map(|(i, &cap)| (cap, self.route_mode[i]))
+            .filter(|&(_, mode)| mode != SignatureMode::Off)
     }
 
     /// Verifies one JWT-signed webhook (doc §2.4) and applies the mode policy.

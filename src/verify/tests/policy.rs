@@ -172,6 +172,12 @@ fn capability_without_application_takes_strictest_mode() {
         v.verify(&post(Capability::Rtc, None, b"{}")),
         Verdict::Unsigned
     );
+    assert_eq!(
+        v.closed_capabilities().collect::<Vec<_>>(),
+        [(Capability::Rtc, SignatureMode::Enforce)]
+    );
+    assert_eq!(verifier(&[app_a()]).closed_capabilities().count(), 0);
+    assert_eq!(verifier(&[]).closed_capabilities().count(), 0);
     let auth = bearer(&mint(&claims("r1", b"{}"), NEW_SECRET));
     assert!(matches!(
         v.verify(&post(Capability::Rtc, Some(&auth), b"{}")),
