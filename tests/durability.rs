@@ -87,6 +87,9 @@ async fn disk_budget_reached_gives_503_with_retry_after_and_keeps_accepted() {
     let gw = Gateway::start(
         "max_body_bytes = 2048\n[spool]\nsegment_bytes = 8192\ndisk_budget_bytes = 8192\n",
     );
+    // Idle: nothing in flight but the scrape itself, which is not counted; ready.
+    assert_eq!(gw.metric("callhook_http_requests_in_flight").await, 0.0);
+    assert_eq!(gw.metric("callhook_ready").await, 1.0);
     let mut accepted = Vec::new();
     let mut refused = 0;
     for i in 0..200 {
@@ -114,6 +117,8 @@ async fn disk_budget_reached_gives_503_with_retry_after_and_keeps_accepted() {
         m.contains(&format!("callhook_spool_budget_rejections_total {refused}")),
         "{m}"
     );
+    // What alerting sees once the load balancer stops sending: not ready.
+    assert!(m.contains("\ncallhook_ready 0\n"), "{m}");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ const SECRET: &str = "observability-secret-0123456789";
 /// Panels whose every query must return series once callhook has served traffic (Kafka is
 /// off and no upstream answer service is configured, so those panels stay empty).
 const PANELS_WITH_DATA: &[&str] = &[
-    "Targets up",
+    "Targets up / ready",
     "Webhooks / s",
     "Webhook 5xx ratio",
     "Answer p99",
@@ -53,7 +53,7 @@ const PANELS_WITH_DATA: &[&str] = &[
     "Answer rule hits",
     "Verified vs failed",
     "Failures by reason and mode",
-    "Failure ratio",
+    "Refused ratio (enforce)",
     "Spool size",
     "Disk budget used",
     "Records and segments",
@@ -354,6 +354,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
         .map(|(title, e)| {
             let e = e
                 .replace("$__rate_interval", "15s")
+                .replace("$__range", "1h")
                 .replace("$instance", ".*")
                 .replace("$job", "callhook");
             assert!(!e.contains('$'), "{title}: unknown variable in {e}");

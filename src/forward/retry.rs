@@ -8,6 +8,11 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use super::{MAX_BACKOFF, Pipeline, State, producer};
 
+use crate::telemetry::logging::RateLimit;
+
+static DLQ_LOG: RateLimit = RateLimit::new();
+static DLQ_FAIL_LOG: RateLimit = RateLimit::new();
+
 impl Pipeline {
     /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
     pub(super) fn failed(&mut self, seq: u64, was_dlq: bool, code: RDKafkaErrorCode) {
@@ -16,13 +21,17 @@ impl Pipeline {
         let reason = producer::reason(code);
         if was_dlq {
             metrics::counter!("callhook_kafka_dlq_failures_total").increment(1);
-            tracing::error!(seq, error = %code, "dead-letter topic refused a record; it stays in the spool");
+            if let Some(not_logged) = DLQ_FAIL_LOG.admit(1000) {
+                tracing::error!(seq, error = %code, not_logged, "dead-letter topic refused a record; it stays in the spool (log rate-limited to 1/s)");
+            }
             self.set_state(seq, State::DlqWaiting);
             self.back_off(topic);
         } else if producer::is_permanent(code) {
             metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "permanent").increment(1);
             metrics::counter!("callhook_kafka_dlq_total", "reason" => reason).increment(1);
-            tracing::warn!(seq, error = %code, "Kafka refused a record permanently; sending it to the dead-letter topic");
+            if let Some(not_logged) = DLQ_LOG.admit(1000) {
+                tracing::warn!(seq, error = %code, not_logged, "Kafka refused a record permanently; sending it to the dead-letter topic (log rate-limited to 1/s)");
+            }
             if let Some(h) = self.held.get_mut(seq) {
                 h.dlq_reason = reason;
             }

@@ -24,6 +24,9 @@ use super::error::{NccoError, Path, rule};
 use super::request::AnswerRequest;
 use super::rules::CompiledRule;
 
+static FALLBACK_LOG: crate::telemetry::logging::RateLimit =
+    crate::telemetry::logging::RateLimit::new();
+
 /// Largest upstream reply body; an NCCO is a few KiB.
 pub const MAX_UPSTREAM_BODY_BYTES: usize = 256 * 1024;
 /// Header carrying the Vonage application id to the upstream.
@@ -286,13 +289,17 @@ impl UpstreamClient {
         match self.answer(target, req).await {
             Ok(ncco) => (ncco, Outcome::Upstream),
             Err(error) => {
-                tracing::warn!(
-                    rule = rule.name(),
-                    upstream = target.url(),
-                    outcome = error.outcome_label(),
-                    %error,
-                    "upstream answer not used; answering with the fallback NCCO"
-                );
+                // An upstream outage fails every call: one line a second, with a count.
+                if let Some(not_logged) = FALLBACK_LOG.admit(1000) {
+                    tracing::warn!(
+                        rule = rule.name(),
+                        upstream = target.url(),
+                        outcome = error.outcome_label(),
+                        %error,
+                        not_logged,
+                        "upstream answer not used; answering with the fallback NCCO (log rate-limited to 1/s)"
+                    );
+                }
                 (rule.render_fallback(answer_req), Outcome::Fallback(error))
             }
         }

@@ -23,7 +23,11 @@ use crate::telemetry::logging::RateLimit;
 use crate::verify::{AppId, Capability, SignedRequest, Verdict};
 use crate::webhook::{self, Family, WebhookKind};
 
-static REJECT_LOG: RateLimit = RateLimit::new();
+/// One log line a second per rejection reason (a flood of 404s must not hide the first
+/// `spool_io_error`), each saying how many of its kind went unlogged.
+/// (The last one takes a reason missing from the list.)
+static REJECT_LOG: [RateLimit; IngestError::REASONS.len() + 1] =
+    [const { RateLimit::new() }; IngestError::REASONS.len() + 1];
 
 /// Entry point for every request.
 pub async fn handle(
@@ -131,8 +135,12 @@ fn reject(
         metrics::counter!("callhook_events_rejected_total", "kind" => kind.as_str(), "reason" => reason)
             .increment(1);
     }
-    if REJECT_LOG.allow(1000) {
-        tracing::warn!(request_id = id.as_str(), %peer, reason, kind = kind.map(|k| k.as_str()), error = %e, "request rejected (log rate-limited to 1/s)");
+    let slot = IngestError::REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(IngestError::REASONS.len());
+    if let Some(not_logged) = REJECT_LOG[slot].admit(1000) {
+        tracing::warn!(request_id = id.as_str(), %peer, reason, kind = kind.map(|k| k.as_str()), error = %e, not_logged, "request rejected (log rate-limited to 1/s per reason; not_logged = like it since the last line)");
     }
     e.into_response(state.cfg.server.retry_after_secs)
 }

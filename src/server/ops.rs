@@ -11,10 +11,16 @@ use super::respond::{Body, json};
 use crate::telemetry::handles;
 
 pub fn metrics(state: &AppState) -> Response<Body> {
-    handles::gauge_set(
-        "callhook_http_requests_in_flight",
-        state.in_flight.load(Ordering::Relaxed) as f64,
-    );
+    // Less this scrape itself, which is in flight while it renders.
+    let others = state
+        .in_flight
+        .load(Ordering::Relaxed)
+        .saturating_sub(1)
+        .max(0);
+    handles::gauge_set("callhook_http_requests_in_flight", others as f64);
+    // What /readyz would answer, for alerting on a replica that stays out of rotation (a
+    // failed spool refuses everything, but its error counters stop once nothing arrives).
+    handles::gauge_set("callhook_ready", f64::from(u8::from(is_ready(state))));
     let mut resp = Response::new(Body::new(Bytes::from(state.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -32,7 +38,7 @@ pub fn healthz() -> Response<Body> {
 /// it `degraded` but still ready: the spool keeps accepting while Kafka is away.
 pub fn readyz(state: &AppState) -> Response<Body> {
     let spool_ok = state.spool.is_writable();
-    let ready = spool_ok && !state.is_shutting_down();
+    let ready = is_ready(state);
     let kafka = state.kafka_status();
     let body = serde_json::json!({
         "status": if !ready { "not_ready" } else if kafka.degraded() { "degraded" } else { "ready" },
@@ -46,4 +52,8 @@ pub fn readyz(state: &AppState) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE
     };
     json(status, Bytes::from(body.to_string()))
+}
+
+fn is_ready(state: &AppState) -> bool {
+    state.spool.is_writable() && !state.is_shutting_down()
 }

@@ -74,6 +74,27 @@ impl IngestError {
     }
 
     /// Fixed label for metrics and the JSON `error` field.
+    /// Every value [`Self::reason`] takes.
+    pub const REASONS: [&'static str; 17] = [
+        "not_found",
+        "forbidden_source",
+        "method_not_allowed",
+        "body_too_large",
+        "body_timeout",
+        "body_read_error",
+        "not_utf8",
+        "not_json",
+        "not_object",
+        "invalid_signature",
+        "unsigned",
+        "spool_full",
+        "overloaded",
+        "spool_io_error",
+        "spool_failed",
+        "shutting_down",
+        "unstorable",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotFound => "not_found",

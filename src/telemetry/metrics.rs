@@ -35,7 +35,13 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "callhook_http_requests_in_flight",
         'g',
         None,
-        "Requests being handled now.",
+        "Requests being handled now (the scrape itself not counted).",
+    ),
+    (
+        "callhook_ready",
+        'g',
+        None,
+        "1 while /readyz answers 200 (spool writable, not shutting down), else 0; set at each scrape.",
     ),
     (
         "callhook_http_connections",
