@@ -177,16 +177,21 @@ fn kafka_credentials_come_from_the_environment() {
         !out.contains("hunter2") && !err.contains("hunter2"),
         "{out}{err}"
     );
-    // A TLS file that is not there stops check-config, not a later serve.
-    let (code, _, err) = check(
-        &["--config", p.to_str().unwrap()],
-        &[(
-            "CALLHOOK_KAFKA__PROPERTIES__SSL__CA__LOCATION",
-            "/nonexistent/ca.pem",
-        )],
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("ssl.ca.location"), "{err}");
+    // A TLS file that is not there, or is not a certificate, stops check-config, not a
+    // later serve.
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    for ca in ["/nonexistent/ca.pem", not_pem.to_str().unwrap()] {
+        let (code, _, err) = check(
+            &["--config", p.to_str().unwrap()],
+            &[
+                ("CALLHOOK_KAFKA__PROPERTIES__SECURITY__PROTOCOL", "ssl"),
+                ("CALLHOOK_KAFKA__PROPERTIES__SSL__CA__LOCATION", ca),
+            ],
+        );
+        assert_eq!(code, 2, "{ca}: {err}");
+        assert!(err.contains("ssl.ca.location"), "{err}");
+    }
 }
 
 #[test]

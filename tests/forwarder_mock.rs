@@ -403,3 +403,70 @@ fn a_checkpoint_that_cannot_be_corrected_at_start_does_not_stop_forwarding() {
     fwd.stop();
     rt.block_on(spool.shutdown());
 }
+
+/// A dead-letter topic whose own size limit is below the client's `message.max.bytes`
+/// refuses the record as too large as well. Retrying the same value would hold the
+/// checkpoint (and, past the read-ahead bound, every topic) for ever: its descriptor goes
+/// instead, and forwarding carries on.
+#[test]
+fn a_value_the_dead_letter_topic_refuses_as_too_large_goes_as_its_descriptor() {
+    use rdkafka::message::Headers;
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
+    let fwd = start_forwarder(&bootstrap, &spool);
+    // The record's own topic, then the DLQ, answer "message too large".
+    let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    cluster.request_errors(RDKafkaApiKey::Produce, &[too_large, too_large]);
+    append_events(&rt, &spool, 0..1);
+
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "mock-test-dlq-descriptor")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["callhook.dlq"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dlq = loop {
+        assert!(Instant::now() < deadline, "nothing reached the DLQ");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let headers: Vec<(String, String)> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|hd| {
+                            let v = String::from_utf8_lossy(hd.value.unwrap_or_default());
+                            (hd.key.to_owned(), v.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            break (headers, value);
+        }
+    };
+    let header = |k: &str| dlq.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(header("callhook_dlq_value"), Some("descriptor"), "{dlq:?}");
+    assert_eq!(header("callhook_dlq_reason"), Some("too_large"));
+    assert_eq!(dlq.1["callhook_seq"], 0, "{dlq:?}");
+    assert_eq!(dlq.1["key"], "CON-0");
+
+    // Later records flow, and the checkpoint passes the dead-lettered one.
+    append_events(&rt, &spool, 1..20);
+    let ids = consume_ids(
+        &bootstrap,
+        "vonage.voice.event",
+        19,
+        Duration::from_secs(30),
+    );
+    let unique: HashSet<_> = ids.into_iter().collect();
+    assert_eq!(unique.len(), 19);
+    checkpoint_reaches(dir.path(), 20);
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}

@@ -133,6 +133,36 @@ const OWNED: &[&str] = &[
     "queue.buffering.max.ms",
     "message.timeout.ms",
     "delivery.timeout.ms",
+    "queue.buffering.max.messages",
+];
+
+/// librdkafka settings callhook's delivery guarantee rests on (idempotent, ordered per
+/// key, every delivery confirmed before the checkpoint moves), with no `[kafka]` setting:
+/// librdkafka's own values under idempotence are the only right ones.
+const FIXED: &[&str] = &[
+    // Without a report for every delivery the checkpoint never moves: the forwarder
+    // stalls at max_in_flight and every restart sends everything again.
+    "delivery.report.only.error",
+    // Idempotence needs at most 5 requests in flight, retries and FIFO queueing; other
+    // values stop the producer at creation.
+    "max.in.flight",
+    "max.in.flight.requests.per.connection",
+    "retries",
+    "message.send.max.retries",
+    "queuing.strategy",
+    "queue.buffering.backpressure.threshold",
+    // A transactional producer fails every send outside a transaction.
+    "transactional.id",
+];
+
+/// Partitioners that place a key deterministically: anything else breaks per-call order.
+const KEYED_PARTITIONERS: &[&str] = &[
+    "murmur2",
+    "murmur2_random",
+    "consistent",
+    "consistent_random",
+    "fnv1a",
+    "fnv1a_random",
 ];
 
 /// librdkafka properties naming a file (or, for the CA, a directory or `probe`).
@@ -157,14 +187,16 @@ pub(super) fn is_properties_var(stripped: &str) -> bool {
 /// `kafka.properties` from the environment, so credentials need not sit in a file:
 /// `CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD` (or `..._SASL.PASSWORD` where the
 /// environment allows dots) sets `sasl.password`. Read here rather than through figment,
-/// which would split librdkafka's dotted names into nested tables.
+/// which would split librdkafka's dotted names into nested tables. `None` stands for a
+/// value that is not UTF-8.
 ///
 /// # Errors
-/// A variable with nothing after the prefix.
+/// A variable with nothing after the prefix, an empty or non-UTF-8 value (a secret that
+/// failed to render), or two variables naming the same property.
 pub(super) fn properties_from_env(
-    vars: impl IntoIterator<Item = (String, String)>,
+    vars: impl IntoIterator<Item = (String, Option<String>)>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in vars {
         let Some(stripped) = name
             .get(..PREFIX.len())
@@ -181,6 +213,22 @@ pub(super) fn properties_from_env(
             return Err(ConfigError::invalid(
                 name,
                 "name a librdkafka property after KAFKA__PROPERTIES__ (e.g. SASL__PASSWORD)",
+            ));
+        }
+        let value = match value {
+            Some(v) if !v.is_empty() => v,
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    name,
+                    "is empty: unset it to leave the property out",
+                ));
+            }
+            None => return Err(ConfigError::invalid(name, "value is not UTF-8")),
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(ConfigError::invalid(
+                name,
+                format!("names {key}, which another variable already sets"),
             ));
         }
         out.push((key, value));
@@ -207,10 +255,26 @@ impl KafkaConfig {
             ));
         }
         for (key, value) in &self.properties {
+            let path = || format!("kafka.properties.\"{key}\"");
             if OWNED.contains(&key.as_str()) {
                 return Err(ConfigError::invalid(
-                    format!("kafka.properties.\"{key}\""),
+                    path(),
                     "set by callhook itself (use the [kafka] setting of the same meaning)",
+                ));
+            }
+            if FIXED.contains(&key.as_str()) {
+                return Err(ConfigError::invalid(
+                    path(),
+                    "fixed by callhook: idempotent delivery, ordered per key, every delivery confirmed, needs librdkafka's own value",
+                ));
+            }
+            if key == "partitioner" && !KEYED_PARTITIONERS.contains(&value.as_str()) {
+                return Err(ConfigError::invalid(
+                    path(),
+                    format!(
+                        "must place each key deterministically (one of {}): records of one call must share a partition",
+                        KEYED_PARTITIONERS.join(", ")
+                    ),
                 ));
             }
             // librdkafka reads these files only when the producer is created, so a wrong
@@ -219,7 +283,7 @@ impl KafkaConfig {
                 && !(key == "ssl.ca.location" && value == "probe");
             if is_file && !std::path::Path::new(value).exists() {
                 return Err(ConfigError::invalid(
-                    format!("kafka.properties.\"{key}\""),
+                    path(),
                     format!("{value}: no such file or directory"),
                 ));
             }
@@ -251,6 +315,34 @@ impl KafkaConfig {
             1,
             100,
         )?;
+        // CloudEvents requires a non-empty URI-reference; callhook writes it as is.
+        if self.ce_source.is_empty()
+            || self
+                .ce_source
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii())
+        {
+            return Err(ConfigError::invalid(
+                "kafka.ce_source",
+                "must be a non-empty URI-reference (CloudEvents `source`): no spaces or control characters",
+            ));
+        }
+        for (name, t) in [
+            ("voice_answer", &self.topics.voice_answer),
+            ("voice_event", &self.topics.voice_event),
+            ("messages_inbound", &self.topics.messages_inbound),
+            ("messages_status", &self.topics.messages_status),
+            ("rtc_event", &self.topics.rtc_event),
+        ] {
+            if *t == self.topics.dlq {
+                return Err(ConfigError::invalid(
+                    "kafka.topics.dlq",
+                    format!(
+                        "must differ from kafka.topics.{name}: dead-letter records would reach that topic's consumers"
+                    ),
+                ));
+            }
+        }
         for (name, t) in [
             ("voice_answer", &self.topics.voice_answer),
             ("voice_event", &self.topics.voice_event),

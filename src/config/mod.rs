@@ -237,7 +237,7 @@ impl Config {
         );
         let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
         let env = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok())));
         cfg.kafka
             .properties
             .extend(kafka::properties_from_env(env)?);
@@ -340,12 +340,12 @@ impl Config {
         }
         self.kafka.validate()?;
         if self.kafka.enabled() {
-            // librdkafka checks each property's name and value as it is set, without
-            // connecting: what `serve` would refuse when creating the producer is refused
-            // here, with the exit code of a configuration error.
-            crate::forward::producer::client_config(&self.kafka)
-                .create_native_config()
-                .map_err(|e| ConfigError::invalid("kafka.properties", e.to_string()))?;
+            // What `serve` would refuse when creating its producer is refused here, with
+            // the exit code of a configuration error: a producer with no brokers runs all
+            // of librdkafka's checks (each property, their combinations, the TLS files
+            // read and parsed) without connecting anywhere.
+            crate::forward::producer::check(&self.kafka)
+                .map_err(|e| ConfigError::invalid("kafka.properties", e))?;
         }
         if let Some(t) = &s.tls {
             crate::server::tls_acceptor(&t.cert, &t.key)?;

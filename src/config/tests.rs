@@ -71,7 +71,7 @@ fn kafka_properties_come_from_the_environment_with_their_dots() {
         ("CALLHOOK_KAFKA__PROPERTIESX", "no"),
         ("OTHER_KAFKA__PROPERTIES__ACKS", "no"),
     ]
-    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    .map(|(k, v)| (k.to_owned(), Some(v.to_owned())));
     let got = kafka::properties_from_env(vars).unwrap();
     assert_eq!(
         got,
@@ -84,11 +84,26 @@ fn kafka_properties_come_from_the_environment_with_their_dots() {
         "KAFKA__PROPERTIES__SASL__PASSWORD"
     ));
     assert!(!kafka::is_properties_var("KAFKA__BROKERS"));
-    let e =
-        kafka::properties_from_env([("CALLHOOK_KAFKA__PROPERTIES__".to_owned(), "x".to_owned())])
-            .unwrap_err()
-            .to_string();
+    let refused = |vars: &[(&str, Option<&str>)]| {
+        kafka::properties_from_env(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned))),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = refused(&[("CALLHOOK_KAFKA__PROPERTIES__", Some("x"))]);
     assert!(e.starts_with("CALLHOOK_KAFKA__PROPERTIES__"), "{e}");
+    // A secret that failed to render must not quietly become no password.
+    let e = refused(&[("CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD", Some(""))]);
+    assert!(e.contains("empty"), "{e}");
+    let e = refused(&[("CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD", None)]);
+    assert!(e.contains("UTF-8"), "{e}");
+    let e = refused(&[
+        ("CALLHOOK_KAFKA__PROPERTIES__SASL__PASSWORD", Some("a")),
+        ("CALLHOOK_KAFKA__PROPERTIES__SASL.PASSWORD", Some("b")),
+    ]);
+    assert!(e.contains("sasl.password"), "{e}");
 }
 
 #[test]
@@ -134,4 +149,46 @@ fn every_body_let_in_fits_the_spool_queue_and_a_record() {
     c.spool.segment_bytes = 64 << 20;
     c.spool.queue_bytes = 64 << 20;
     c.validate().unwrap();
+}
+
+#[test]
+fn kafka_settings_the_delivery_guarantee_rests_on_are_refused() {
+    let with = |k: &str, v: &str| {
+        let mut c = Config::default();
+        c.kafka.brokers = Some("127.0.0.1:9092".into());
+        c.kafka.properties.insert(k.into(), v.into());
+        c.validate()
+    };
+    for (k, v) in [
+        ("delivery.report.only.error", "true"),
+        ("max.in.flight.requests.per.connection", "100"),
+        ("retries", "0"),
+        ("queuing.strategy", "lifo"),
+        ("transactional.id", "x"),
+        ("queue.buffering.max.messages", "10"),
+        ("partitioner", "random"),
+    ] {
+        let e = with(k, v).unwrap_err().to_string();
+        assert!(e.contains(&format!("kafka.properties.\"{k}\"")), "{k}: {e}");
+    }
+    with("partitioner", "consistent_random").unwrap();
+    with("client.id", "mine").unwrap();
+}
+
+#[test]
+fn records_that_would_be_malformed_are_refused() {
+    let mut c = Config::default();
+    c.kafka.ce_source = String::new();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("kafka.ce_source"), "{e}");
+    c.kafka.ce_source = "urn:callhook:eu west".into();
+    assert!(c.validate().is_err());
+    c.kafka.ce_source = "https://callhook.example.com/eu-west-1".into();
+    c.validate().unwrap();
+    c.kafka.topics.dlq = c.kafka.topics.voice_event.clone();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.starts_with("kafka.topics.dlq") && e.contains("voice_event"),
+        "{e}"
+    );
 }

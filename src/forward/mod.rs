@@ -14,8 +14,9 @@
 //!   `SPAN_PER_IN_FLIGHT × max_in_flight` records past the oldest); the checkpoint waits
 //!   for the oldest.
 //! - Permanent per-record errors (too large, invalid, not authorised) go to the dead-letter
-//!   topic with a `callhook_dlq_reason` header; if even that fails the record is retried
-//!   and the checkpoint does not pass it. Nothing is skipped silently.
+//!   topic with a `callhook_dlq_reason` header (a value too large for it goes as a small
+//!   descriptor naming the spool record); if even that fails the record is retried and
+//!   the checkpoint does not pass it. Nothing is skipped silently.
 //! - Shutdown flushes in-flight records for up to `flush_timeout_ms` and persists the
 //!   checkpoint; what was not confirmed stays in the spool for the next start.
 //! - A fatal producer error (librdkafka can no longer vouch for its sequence numbers)
@@ -164,6 +165,9 @@ struct Held {
     topic: usize,
     state: State,
     dlq_reason: &'static str,
+    /// The DLQ refused the value as too large (its topic or broker limit is below the
+    /// client's `message.max.bytes`): send the descriptor instead.
+    dlq_descriptor: bool,
 }
 
 struct Topic {
@@ -398,6 +402,7 @@ impl Pipeline {
                 topic,
                 state: State::Waiting,
                 dlq_reason: "",
+                dlq_descriptor: false,
             },
         );
         self.topics[topic].waiting += 1;
@@ -423,7 +428,7 @@ impl Pipeline {
                     key: "callhook_dlq_original_topic",
                     value: Some(self.topics[h.topic].name.as_str()),
                 });
-            if value.len() > self.dlq_max_value {
+            if h.dlq_descriptor || value.len() + h.rec.key().len() > self.dlq_max_value {
                 headers = headers.insert(Header {
                     key: "callhook_dlq_value",
                     value: Some("descriptor"),

@@ -94,6 +94,20 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Creates a producer from `cfg` without its brokers, so it never connects, and drops it:
+/// librdkafka checks each property as it is set, their combinations and the TLS material
+/// only when a client is created.
+///
+/// # Errors
+/// librdkafka's reason for refusing the configuration.
+pub fn check(cfg: &KafkaConfig) -> Result<(), String> {
+    let mut c = client_config(cfg);
+    c.remove("bootstrap.servers");
+    c.create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Creates the producer.
 ///
 /// # Errors

@@ -218,10 +218,12 @@ pub(crate) fn dlq_descriptor(rec: &StoredRecord, reason: &str, size: usize) -> V
         serde_json::json!({
             "callhook_seq": rec.seq.0,
             "kind": WebhookKind::from_u8(rec.kind).map(|k| k.as_str()),
-            "key": String::from_utf8_lossy(rec.key()),
+            // A key is an id, but nothing bounds it: the descriptor must stay small.
+            "key": String::from_utf8_lossy(&rec.key()[..rec.key().len().min(1024)]),
+            "key_bytes": rec.key().len(),
             "reason": reason,
             "value_bytes": size,
-            "note": "value too large for Kafka; the record is kept in the spool",
+            "note": "value too large for Kafka or the dead-letter topic; the record stays in the spool until retention (spool.retention_hours)",
         })
         .to_string(),
     )

@@ -19,7 +19,20 @@ impl Pipeline {
         let Some(h) = self.held.get(seq) else { return };
         let topic = if was_dlq { self.dlq } else { h.topic };
         let reason = producer::reason(code);
-        if was_dlq {
+        if was_dlq && reason == "too_large" && !h.dlq_descriptor {
+            // The DLQ's own limit is below the client's: the descriptor (a few hundred
+            // bytes naming the spool record) goes instead, at once.
+            if let Some(not_logged) = DLQ_FAIL_LOG.admit(1000) {
+                tracing::warn!(seq, error = %code, not_logged, "dead-letter topic refused a record as too large; sending its descriptor instead (log rate-limited to 1/s)");
+            }
+            if let Some(h) = self.held.get_mut(seq) {
+                h.dlq_descriptor = true;
+            }
+            self.set_state(seq, State::DlqWaiting);
+            if self.topics[self.dlq].backoff_until.is_none() {
+                self.send(seq);
+            }
+        } else if was_dlq {
             metrics::counter!("callhook_kafka_dlq_failures_total").increment(1);
             if let Some(not_logged) = DLQ_FAIL_LOG.admit(1000) {
                 tracing::error!(seq, error = %code, not_logged, "dead-letter topic refused a record; it stays in the spool (log rate-limited to 1/s)");
