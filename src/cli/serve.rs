@@ -19,6 +19,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     telemetry::logging::init(&cfg.log);
+    shutdown::exit_on_critical_panic();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -51,6 +51,9 @@ use crate::webhook::WebhookKind;
 use held::HeldWindow;
 use producer::Producer;
 
+/// Name of the forwarder thread (see `shutdown::CRITICAL_THREADS`).
+pub const THREAD: &str = "kafka-forwarder";
+
 /// Tags dead-letter sends in the delivery opaque (sequence numbers stay far below it).
 const DLQ_BIT: usize = 1 << 62;
 /// Records read from the spool between two polls of the producer.
@@ -127,12 +130,15 @@ impl Forwarder {
             stored
         };
         spool.set_forwarded(from);
+        // Known from the start, not from the first delivery: after a restart with nothing
+        // to forward the gauge would otherwise be absent.
+        metrics::gauge!("callhook_kafka_checkpoint_seq").set(from.0 as f64);
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline::new(cfg.clone(), producer, spool, status, checkpoint, from);
         pipeline.stale_checkpoint = stale;
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
-            .name("kafka-forwarder".into())
+            .name(THREAD.into())
             .spawn(move || pipeline.run(&flag))
             .map_err(ForwardError::Thread)?;
         Ok(Self {

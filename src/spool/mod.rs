@@ -55,6 +55,9 @@ pub use recovery::Recovered;
 
 use writer::{Ack, Msg, Writer};
 
+/// Name of the writer thread (see `shutdown::CRITICAL_THREADS`).
+pub const WRITER_THREAD: &str = "spool-writer";
+
 /// Whether an append waits for the disk or only for the OS page cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -185,7 +188,7 @@ impl Spool {
         let writer =
             Writer::new(cfg, shared.clone(), recovered.clone()).map_err(OpenError::Writer)?;
         let writer = std::thread::Builder::new()
-            .name("spool-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer.run(rx))
             .map_err(OpenError::Writer)?
             .thread()
