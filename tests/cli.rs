@@ -194,30 +194,6 @@ fn kafka_credentials_come_from_the_environment() {
     }
 }
 
-#[test]
-fn each_subcommand_shows_only_the_flags_it_reads() {
-    let help = |sub: &str| {
-        let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
-        assert!(out.status.success(), "{sub} --help");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    for sub in ["tail", "replay", "simulate"] {
-        let h = help(sub);
-        for flag in ["--listen", "--kafka-brokers"] {
-            assert!(
-                !h.contains(flag),
-                "{sub} --help shows {flag}, which it ignores:\n{h}"
-            );
-        }
-    }
-    assert!(help("replay").contains("--config"));
-    for sub in ["serve", "check-config"] {
-        let h = help(sub);
-        for flag in ["--config", "--listen", "--data-dir", "--kafka-brokers"] {
-            assert!(h.contains(flag), "{sub} --help lacks {flag}:\n{h}");
-        }
-    }
-}
 
 /// Logs that go to a journal, a container log or a file carry no colour escape codes.
 #[test]

@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `check-config`, `tail`, `simulate`, `replay`.
+//! Command line: `serve` (the default), `check-config`, `tail`.
 
 mod check_config;
 pub mod replay;
@@ -36,21 +36,20 @@ pub enum Command {
     Replay(replay::ReplayArgs),
 }
 
-/// Where the configuration comes from; shared by `serve` and `check-config`, and given
-/// before or after the subcommand (`callhook --config x serve`, `callhook serve --config x`).
+/// Where the configuration comes from; shared by `serve` and `check-config`.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// TOML configuration file.
-    #[arg(long, env = "CALLHOOK_CONFIG")]
+    #[arg(long, env = "CALLHOOK_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Listen address (default 127.0.0.1:8080).
-    #[arg(long, env = "CALLHOOK_LISTEN")]
+    #[arg(long, env = "CALLHOOK_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
     /// Data directory for the spool (default ./callhook-data).
-    #[arg(long, env = "CALLHOOK_DATA_DIR")]
+    #[arg(long, env = "CALLHOOK_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Kafka bootstrap servers; turns on the Kafka fan-out.
-    #[arg(long, env = "CALLHOOK_KAFKA_BROKERS")]
+    #[arg(long, env = "CALLHOOK_KAFKA_BROKERS", global = true)]
     pub kafka_brokers: Option<String>,
 }
 
@@ -72,10 +71,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::CheckConfig(args)) => check_config::run(&merge(&cli.serve, args)),
         Some(Command::Tail(args)) => tail::run(&args),
         Some(Command::Simulate(args)) => simulate::run(&args),
-        Some(Command::Replay(args)) => {
-            let config = args.config.as_deref().or(cli.serve.config.as_deref());
-            replay::run(&args, config)
-        }
+        Some(Command::Replay(args)) => replay::run(&args, cli.serve.config.as_deref()),
     }
 }
 

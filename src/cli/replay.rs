@@ -59,9 +59,6 @@ pub struct ReplayArgs {
     /// Print the records as JSON lines, exactly as `callhook tail` does.
     #[arg(long)]
     pub stdout: bool,
-    /// The gateway's TOML configuration: topics, `ce_source` and Kafka properties.
-    #[arg(long, env = "CALLHOOK_CONFIG")]
-    pub config: Option<PathBuf>,
 }
 
 fn parse_kind(s: &str) -> Result<WebhookKind, String> {
