@@ -1,6 +1,6 @@
 //! Signals: SIGTERM and SIGINT both drain gracefully (stop accepting, finish in-flight
 //! requests, sync the spool, flush Kafka, exit 0). A second signal is not needed. And the
-//! one way out that is not graceful: a panic in a thread the gateway cannot run without.
+//! one way out that is not graceful: a panic in the thread the gateway cannot run without.
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn signal() {
@@ -19,18 +19,18 @@ pub async fn signal() {
     }
 }
 
-/// Threads callhook cannot run without: the spool writer (without it nothing is accepted)
-/// and the Kafka forwarder (without it nothing is forwarded, and retention stalls).
-pub const CRITICAL_THREADS: [&str; 2] = [crate::spool::WRITER_THREAD, crate::forward::THREAD];
+/// The thread callhook cannot run without: the spool writer (without it nothing is
+/// accepted, while `/healthz` would still say alive). The Kafka forwarder is not one: a
+/// panic there stops forwarding only (`forward::run_guarded`).
+pub const CRITICAL_THREADS: [&str; 1] = [crate::spool::WRITER_THREAD];
 
 /// Exit status after a panic in one of [`CRITICAL_THREADS`] (`EX_SOFTWARE`).
 pub const CRITICAL_PANIC_EXIT: i32 = 70;
 
-/// Makes a panic in one of [`CRITICAL_THREADS`] end the process. Left running, the
-/// gateway would look alive to `/healthz` while accepting or forwarding nothing; ended,
-/// its supervisor restarts it, and spool recovery and the Kafka checkpoint carry on from
-/// what was acknowledged (nothing acknowledged is lost: a 2xx follows the fsync). Panics
-/// elsewhere (one request's task) stay where they are.
+/// Makes a panic in one of [`CRITICAL_THREADS`] end the process, for its supervisor to
+/// restart it; spool recovery carries on from what was written (a 2xx follows the write,
+/// and the fsync with `durability = "fsync"`). Panics elsewhere (one request's task) stay
+/// where they are.
 pub fn exit_on_critical_panic() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -41,7 +41,10 @@ pub fn exit_on_critical_panic() {
                 thread = name,
                 "a thread callhook cannot run without panicked; exiting for the supervisor to restart it"
             );
-            std::process::exit(CRITICAL_PANIC_EXIT);
+            // `_exit`, not `exit`: no atexit handlers (OpenSSL's cleanup among them) while
+            // other threads, librdkafka's included, still run. stderr is unbuffered.
+            // SAFETY: `_exit` takes a plain status and does not return.
+            unsafe { libc::_exit(CRITICAL_PANIC_EXIT) };
         }
     }));
 }

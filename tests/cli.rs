@@ -194,7 +194,6 @@ fn kafka_credentials_come_from_the_environment() {
     }
 }
 
-
 /// Logs that go to a journal, a container log or a file carry no colour escape codes.
 #[test]
 fn logs_to_a_pipe_are_plain_text() {

@@ -1,6 +1,7 @@
-//! A panic in a thread the gateway cannot run without (spool writer, Kafka forwarder) ends
-//! the process, so its supervisor restarts it; a panic anywhere else does not. Checked in a
-//! child process (this test binary run again) with the hook `serve` installs.
+//! A panic in the thread the gateway cannot run without (the spool writer) ends the
+//! process, so its supervisor restarts it; a panic anywhere else does not (the Kafka
+//! forwarder's ends its own thread only). Checked in a child process (this test binary run
+//! again) with the hook `serve` installs.
 
 use std::process::Command;
 use std::time::Duration;
@@ -25,6 +26,7 @@ fn a_panic_in_a_critical_thread_ends_the_process() {
         .iter()
         .map(|n| (*n, CRITICAL_PANIC_EXIT))
         .collect();
+    cases.push(("kafka-forwarder", 0));
     cases.push(("tokio-runtime-worker", 0));
     for (name, want) in cases {
         let out = Command::new(std::env::current_exe().unwrap())

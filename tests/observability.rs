@@ -600,7 +600,7 @@ dlq = "{p}.dlq"
             "Lag (records)",
             "Lag (seconds)",
             "In flight",
-            "Broker up",
+            "Broker up / forwarder running",
             "Spool and Kafka positions",
         ],
         deadline,

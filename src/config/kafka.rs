@@ -133,26 +133,25 @@ const OWNED: &[&str] = &[
     "queue.buffering.max.ms",
     "message.timeout.ms",
     "delivery.timeout.ms",
-    "queue.buffering.max.messages",
 ];
 
-/// librdkafka settings callhook's delivery guarantee rests on (idempotent, ordered per
-/// key, every delivery confirmed before the checkpoint moves), with no `[kafka]` setting:
-/// librdkafka's own values under idempotence are the only right ones.
-const FIXED: &[&str] = &[
-    // Without a report for every delivery the checkpoint never moves: the forwarder
-    // stalls at max_in_flight and every restart sends everything again.
-    "delivery.report.only.error",
-    // Idempotence needs at most 5 requests in flight, retries and FIFO queueing; other
-    // values stop the producer at creation.
-    "max.in.flight",
-    "max.in.flight.requests.per.connection",
-    "retries",
-    "message.send.max.retries",
-    "queuing.strategy",
-    "queue.buffering.backpressure.threshold",
-    // A transactional producer fails every send outside a transaction.
-    "transactional.id",
+/// librdkafka settings that break what callhook promises, each with the reason given.
+/// (Values librdkafka's idempotent producer cannot take, such as `max.in.flight` above 5,
+/// `retries = 0` or `queuing.strategy = lifo`, it refuses itself when `check` creates a
+/// producer.)
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "delivery.report.only.error",
+        "the checkpoint moves on delivery reports: without one for every delivery it never moves, forwarding stalls at max_in_flight and every restart sends everything again",
+    ),
+    (
+        "transactional.id",
+        "callhook's producer is idempotent, not transactional: a transactional producer fails every send",
+    ),
+    (
+        "internal.termination.signal",
+        "callhook handles signals itself (a value here can kill check-config and serve)",
+    ),
 ];
 
 /// Partitioners that place a key deterministically: anything else breaks per-call order.
@@ -262,10 +261,22 @@ impl KafkaConfig {
                     "set by callhook itself (use the [kafka] setting of the same meaning)",
                 ));
             }
-            if FIXED.contains(&key.as_str()) {
+            if let Some((_, why)) = REFUSED.iter().find(|(k, _)| k == key) {
+                return Err(ConfigError::invalid(path(), *why));
+            }
+            // rdkafka calls no token refresh callback here (the producer context does not
+            // provide one), so a broker requiring OAUTHBEARER would never authenticate.
+            if key == "sasl.mechanism"
+                && value.eq_ignore_ascii_case("OAUTHBEARER")
+                && self
+                    .properties
+                    .get("enable.sasl.oauthbearer.unsecure.jwt")
+                    .map(String::as_str)
+                    != Some("true")
+            {
                 return Err(ConfigError::invalid(
                     path(),
-                    "fixed by callhook: idempotent delivery, ordered per key, every delivery confirmed, needs librdkafka's own value",
+                    "OAUTHBEARER is not supported: callhook does not fetch or refresh tokens (only enable.sasl.oauthbearer.unsecure.jwt, for testing)",
                 ));
             }
             if key == "partitioner" && !KEYED_PARTITIONERS.contains(&value.as_str()) {
@@ -278,14 +289,13 @@ impl KafkaConfig {
                 ));
             }
             // librdkafka reads these files only when the producer is created, so a wrong
-            // path would pass `check-config` and then stop `serve`.
-            let is_file = FILE_PROPERTIES.contains(&key.as_str())
+            // path would pass `check-config` and then stop `serve`. Only with Kafka on: a
+            // pod with Kafka off starts whatever CA its unused Kafka environment names.
+            let is_file = self.enabled()
+                && FILE_PROPERTIES.contains(&key.as_str())
                 && !(key == "ssl.ca.location" && value == "probe");
-            if is_file && !std::path::Path::new(value).exists() {
-                return Err(ConfigError::invalid(
-                    path(),
-                    format!("{value}: no such file or directory"),
-                ));
+            if is_file && let Err(e) = std::fs::metadata(value) {
+                return Err(ConfigError::invalid(path(), format!("{value}: {e}")));
             }
         }
         check_range(

@@ -251,7 +251,24 @@ impl Config {
             cfg.kafka.brokers = Some(b.clone());
         }
         cfg.validate()?;
+        cfg.check_kafka_client()?;
         Ok(cfg)
+    }
+
+    /// What `serve` would refuse when creating its producer, refused at load with the
+    /// exit code of a configuration error: a producer with no brokers runs all of
+    /// librdkafka's checks (each property, their combinations, the TLS files read and
+    /// parsed) without connecting anywhere. Apart from [`Config::validate`], which stays
+    /// free of side effects (it creates a librdkafka client: threads, a few ms with TLS).
+    ///
+    /// # Errors
+    /// librdkafka's reason, under `kafka.properties`.
+    pub fn check_kafka_client(&self) -> Result<(), ConfigError> {
+        if !self.kafka.enabled() {
+            return Ok(());
+        }
+        crate::forward::producer::check(&self.kafka)
+            .map_err(|e| ConfigError::invalid("kafka.properties", e))
     }
 
     /// Every startup check in one place; `check-config` runs exactly these.
@@ -339,14 +356,6 @@ impl Config {
             ));
         }
         self.kafka.validate()?;
-        if self.kafka.enabled() {
-            // What `serve` would refuse when creating its producer is refused here, with
-            // the exit code of a configuration error: a producer with no brokers runs all
-            // of librdkafka's checks (each property, their combinations, the TLS files
-            // read and parsed) without connecting anywhere.
-            crate::forward::producer::check(&self.kafka)
-                .map_err(|e| ConfigError::invalid("kafka.properties", e))?;
-        }
         if let Some(t) = &s.tls {
             crate::server::tls_acceptor(&t.cert, &t.key)?;
         }

@@ -12,6 +12,7 @@ use crate::telemetry::logging::RateLimit;
 
 static DLQ_LOG: RateLimit = RateLimit::new();
 static DLQ_FAIL_LOG: RateLimit = RateLimit::new();
+static DLQ_DESCRIPTOR_LOG: RateLimit = RateLimit::new();
 
 impl Pipeline {
     /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
@@ -22,7 +23,8 @@ impl Pipeline {
         if was_dlq && reason == "too_large" && !h.dlq_descriptor {
             // The DLQ's own limit is below the client's: the descriptor (a few hundred
             // bytes naming the spool record) goes instead, at once.
-            if let Some(not_logged) = DLQ_FAIL_LOG.admit(1000) {
+            metrics::counter!("callhook_kafka_dlq_descriptors_total").increment(1);
+            if let Some(not_logged) = DLQ_DESCRIPTOR_LOG.admit(1000) {
                 tracing::warn!(seq, error = %code, not_logged, "dead-letter topic refused a record as too large; sending its descriptor instead (log rate-limited to 1/s)");
             }
             if let Some(h) = self.held.get_mut(seq) {

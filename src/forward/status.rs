@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Default)]
 pub struct KafkaStatus {
     enabled: AtomicBool,
+    /// The forwarder thread ended on a panic: nothing is forwarded until a restart.
+    stopped: AtomicBool,
     broker_up: AtomicBool,
     lag_records: AtomicU64,
     missing_topics: Mutex<Vec<String>>,
@@ -25,6 +27,12 @@ impl KafkaStatus {
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Relaxed);
         metrics::gauge!("callhook_kafka_broker_up").set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// The forwarder thread is running (set at start) or ended on a panic.
+    pub fn set_running(&self, running: bool) {
+        self.stopped.store(!running, Ordering::Relaxed);
+        metrics::gauge!("callhook_kafka_forwarder_running").set(if running { 1.0 } else { 0.0 });
     }
 
     pub fn set_lag(&self, records: u64) {
@@ -51,7 +59,8 @@ impl KafkaStatus {
     /// True when Kafka is on but not healthy: callhook still serves from the spool.
     pub fn degraded(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
-            && (!self.broker_up.load(Ordering::Relaxed)
+            && (self.stopped.load(Ordering::Relaxed)
+                || !self.broker_up.load(Ordering::Relaxed)
                 || self
                     .missing_topics
                     .lock()
@@ -65,6 +74,7 @@ impl KafkaStatus {
             return json!("disabled");
         }
         json!({
+            "forwarder": if self.stopped.load(Ordering::Relaxed) { "stopped" } else { "running" },
             "broker_up": self.broker_up.load(Ordering::Relaxed),
             "lag_records": self.lag_records.load(Ordering::Relaxed),
             "missing_topics": self.missing_topics.lock().map(|m| m.clone()).unwrap_or_default(),

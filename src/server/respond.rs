@@ -73,7 +73,6 @@ impl IngestError {
         }
     }
 
-    /// Fixed label for metrics and the JSON `error` field.
     /// Every value [`Self::reason`] takes.
     pub const REASONS: [&'static str; 17] = [
         "not_found",
@@ -95,6 +94,7 @@ impl IngestError {
         "unstorable",
     ];
 
+    /// Fixed label for metrics and the JSON `error` field.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotFound => "not_found",

@@ -220,6 +220,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Records sent to the dead-letter topic, by reason.",
     ),
     (
+        "callhook_kafka_dlq_descriptors_total",
+        'c',
+        None,
+        "Dead-letter records sent as a descriptor because the dead-letter topic refused the value as too large.",
+    ),
+    (
         "callhook_kafka_dlq_failures_total",
         'c',
         None,
@@ -262,6 +268,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "1 when librdkafka reports at least one broker up.",
     ),
     (
+        "callhook_kafka_forwarder_running",
+        'g',
+        None,
+        "1 while the forwarder thread runs; 0 once it stopped after a panic (nothing is forwarded until a restart).",
+    ),
+    (
         "callhook_kafka_topic_missing",
         'g',
         None,
@@ -283,6 +295,7 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
 
 /// Unlabelled counters exported from the start.
 const ZERO_AT_START: &[&str] = &[
+    "callhook_kafka_dlq_descriptors_total",
     "callhook_http_connections_rejected_total",
     "callhook_signature_verified_total",
     "callhook_signature_replay_evictions_total",
