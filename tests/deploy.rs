@@ -1176,17 +1176,15 @@ fn dockerfile_keeps_the_runtime_contract() {
     assert_eq!(get("VOLUME"), [r#"["/var/lib/callhook"]"#]);
     assert_eq!(get("EXPOSE"), ["8080"]);
     assert_eq!(get("STOPSIGNAL"), ["SIGTERM"]);
+    // Listen address and data dir by environment, so flags given to `docker run` can
+    // override them (a second --listen would be refused) and tail/replay find the spool.
     let entry: Vec<String> = serde_json::from_str(get("ENTRYPOINT")[0]).unwrap();
-    assert_eq!(
-        entry,
-        [
-            "/usr/local/bin/callhook",
-            "serve",
-            "--listen",
-            "0.0.0.0:8080",
-            "--data-dir",
-            "/var/lib/callhook"
-        ]
+    assert_eq!(entry, ["/usr/local/bin/callhook", "serve"]);
+    let env = get("ENV").join(" ");
+    assert!(
+        env.contains("CALLHOOK_LISTEN=0.0.0.0:8080")
+            && env.contains("CALLHOOK_DATA_DIR=/var/lib/callhook"),
+        "{env}"
     );
     assert!(get("HEALTHCHECK")[0].contains("/healthz"));
 
@@ -1684,6 +1682,15 @@ fn systemd_unit_is_hardened_and_verifies() {
     };
     let exec = one("ExecStart");
     assert!(exec.contains(" serve ") && exec.contains("--data-dir /var/lib/callhook"));
+    // The dynamic user cannot read a root-only config file: it comes as a credential.
+    assert!(exec.contains("--config %d/callhook.toml"), "{exec}");
+    assert_eq!(
+        one("LoadCredential"),
+        "callhook.toml:/etc/callhook/callhook.toml"
+    );
+    // A failing ExecStartPre is restarted whatever RestartPreventExitStatus= says.
+    assert!(!svc.contains_key("ExecStartPre"));
+    assert_eq!(one("RestartPreventExitStatus"), "2");
     assert_eq!(
         one("StateDirectory"),
         "callhook",
