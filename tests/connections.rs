@@ -323,3 +323,69 @@ async fn a_client_that_reads_no_responses_is_cut_off() {
     assert_eq!(gw.metric("callhook_http_write_timeouts_total").await, 1.0);
     assert_eq!(gw.get("/healthz").await.status, 200);
 }
+
+/// Container runtimes often start processes with 1024 open files whatever the hard limit:
+/// `serve` raises its soft limit to the hard one, and says so when even that is too low
+/// for `max_connections`.
+#[test]
+fn the_open_file_limit_is_raised_to_what_max_connections_needs() {
+    use std::io::{BufRead, BufReader};
+    let start = |ulimit: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{ulimit}; exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
+            ))
+            .arg(common::BIN)
+            .arg(dir.path())
+            .env_remove("CALLHOOK_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = Vec::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.contains("callhook listening");
+            log.push(line);
+            if done {
+                break;
+            }
+        }
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let soft_hard: Vec<u64> = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (soft_hard, log.join("\n"))
+    };
+    let hard: u64 = {
+        let out = std::process::Command::new("bash")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // A low soft limit under the machine's hard one: raised to the hard one.
+    let (limits, log) = start("ulimit -Sn 256");
+    assert_eq!(limits[0], hard.min(1 << 20), "{limits:?}\n{log}");
+    assert!(log.contains("raised the open-file limit"), "{log}");
+    // A hard limit below max_connections (20,000): said at startup.
+    let (limits, log) = start("ulimit -n 4096");
+    assert_eq!(limits[0], 4096);
+    assert!(
+        log.contains("open-file limit is below server.max_connections"),
+        "{log}"
+    );
+}

@@ -20,6 +20,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     telemetry::logging::init(&cfg.log);
     shutdown::exit_on_critical_panic();
+    raise_open_file_limit(cfg.server.max_connections);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,6 +38,49 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Descriptors beyond the connections: spool segments, Kafka sockets, the listener, logs.
+const FD_MARGIN: u64 = 1024;
+
+/// Raises the open-file soft limit to the hard limit: every connection is a descriptor,
+/// and container runtimes often start processes at 1024 whatever the hard limit, which
+/// would make `accept` fail (and probes with it) long before `server.max_connections`.
+/// Warns when even the hard limit leaves no room for the cap.
+fn raise_open_file_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    // An unlimited hard limit still stops at the kernel's nr_open (1 Mi by default).
+    let target = lim.rlim_max.min(1 << 20);
+    if lim.rlim_cur < target {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(
+                from = lim.rlim_cur,
+                to = target,
+                "raised the open-file limit"
+            );
+            lim.rlim_cur = target;
+        }
+    }
+    let need = max_connections as u64 + FD_MARGIN;
+    if lim.rlim_cur < need {
+        tracing::warn!(
+            limit = lim.rlim_cur,
+            max_connections,
+            "the open-file limit is below server.max_connections + {FD_MARGIN}: connections will fail (too many open files) before the cap; raise LimitNOFILE / ulimit -n or lower max_connections"
+        );
     }
 }
 
