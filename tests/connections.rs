@@ -389,3 +389,54 @@ fn the_open_file_limit_is_raised_to_what_max_connections_needs() {
         "{log}"
     );
 }
+
+/// With `ops_listen`, probes and scrapes have a listener of their own: a gateway at its
+/// connection cap still answers its liveness probe, and the ops endpoints are no longer
+/// on the (public) webhook listener, nor the webhooks on the ops one.
+#[tokio::test]
+async fn the_ops_listener_answers_probes_at_the_connection_cap() {
+    let gw = Gateway::start("ops_listen = \"127.0.0.1:0\"\nmax_connections = 2\n");
+    let ops = gw.ops.expect("ops listener address on stdout");
+    let get = |addr, path: &'static str| async move {
+        request(addr, "GET", path, &[], Bytes::new()).await.status
+    };
+    assert_eq!(get(gw.addr, "/metrics").await, 404);
+    assert_eq!(get(gw.addr, "/healthz").await, 404);
+    let r = request(
+        ops,
+        "POST",
+        "/webhooks/voice/event",
+        &[("content-type", "application/json")],
+        Bytes::from_static(br#"{"uuid":"u","conversation_uuid":"c","status":"started"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 404, "no webhooks on the ops listener");
+    // Fill the webhook listener's cap with idle keep-alive connections.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /webhooks/voice/answer?to=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let refused = request(
+        gw.addr,
+        "GET",
+        "/webhooks/voice/answer?to=1",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "the webhook listener is at its cap");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get(ops, path).await, 200, "{path} on the ops listener");
+    }
+    let m = request(ops, "GET", "/metrics", &[], Bytes::new()).await;
+    let text = String::from_utf8(m.body.to_vec()).unwrap();
+    assert!(text.contains("callhook_http_connections 2"), "{text}");
+    drop(held);
+}

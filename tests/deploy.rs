@@ -1528,6 +1528,23 @@ fn kubernetes_manifests_are_consistent() {
     assert_eq!(c["ports"][0]["containerPort"], 8080);
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // Probes and scrapes on the ops listener, whose port the config sets: outside the
+    // webhook listener's connection cap.
+    let ops_port = arr(&c["ports"], "ports")
+        .iter()
+        .find(|p| p["name"] == "ops")
+        .expect("an ops container port")["containerPort"]
+        .as_u64()
+        .unwrap();
+    let toml: toml::Value = read(&deploy("kubernetes/callhook.toml")).parse().unwrap();
+    assert_eq!(
+        toml["server"]["ops_listen"].as_str(),
+        Some(format!("0.0.0.0:{ops_port}").as_str())
+    );
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "ops", "{probe}");
+    }
+    assert_eq!(*sm_port, "ops");
     for k in ["requests", "limits"] {
         for r in ["cpu", "memory"] {
             assert!(c["resources"][k][r].is_string(), "resources.{k}.{r}");

@@ -115,6 +115,20 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
         cut_bytes = rec.cut_bytes,
         "spool recovered"
     );
+    // The ops listener first, so that a process that prints its webhook address is
+    // already probe-able (tests and scripts read the webhook line as "started").
+    let ops_listener = match cfg.server.ops_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let local = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            Some((l, local))
+        }
+        None => None,
+    };
     let addr = cfg.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -145,6 +159,11 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     } else {
         "http"
     };
+    let ops_task = ops_listener.map(|(l, ops_local)| {
+        println!("callhook ops listening on http://{ops_local}");
+        tracing::info!(local = %ops_local, "ops endpoints listening (/metrics, /healthz, /readyz)");
+        tokio::spawn(server::run_ops(l, state.clone()))
+    });
     println!("callhook listening on {scheme}://{local}");
     tracing::info!(%local, durability = ?cfg.spool.durability, "callhook listening");
     server::run(listener, state, shutdown::signal()).await?;
@@ -153,6 +172,9 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     if let Some(f) = forwarder {
         tracing::info!("flushing Kafka");
         let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+    }
+    if let Some(t) = ops_task {
+        t.abort();
     }
     tracing::info!("callhook stopped cleanly");
     Ok(())

@@ -49,6 +49,12 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` only (none
+    /// by default). Set, those paths leave the webhook listener (404 there, so they are
+    /// not public), and probes and scrapes no longer share its connection cap: at
+    /// `max_connections` a busy gateway still answers its liveness probe. It takes at
+    /// most 64 connections of its own and stays open while the webhook listener drains.
+    pub ops_listen: Option<SocketAddr>,
     /// Prefix of the webhook paths (`/webhooks/voice/answer`...). Empty or `/`-led.
     pub path_prefix: String,
     /// Largest accepted request body; larger ones get 413.
@@ -98,6 +104,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: None,
             path_prefix: "/webhooks".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,

@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response};
 use super::answer::{self, AnswerCall};
 use super::respond::{self, Body, IngestError};
 use super::routes::{self, Route};
-use super::{AppState, ops};
+use super::{AppState, Listener, ops};
 use crate::spool::NewRecord;
 use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
@@ -34,10 +34,21 @@ pub async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    on: Listener,
 ) -> Response<Body> {
     let started = Instant::now();
     let _handling = Handling::new(&state.in_flight);
-    let route = state.routes.resolve(req.method(), req.uri().path());
+    let route = match state.routes.resolve(req.method(), req.uri().path()) {
+        // Each listener serves its own routes: with `ops_listen` set, the ops endpoints
+        // are not on the (public) webhook listener.
+        Ok(r)
+            if r.is_ops() != (on == Listener::Ops)
+                && (on == Listener::Ops || state.cfg.server.ops_listen.is_some()) =>
+        {
+            Err(routes::RouteError::NotFound)
+        }
+        other => other,
+    };
     let label = routes::label(route.as_ref().ok());
     let allowed = state.access.allows(peer.ip(), req.headers());
     let id = RequestId::of(&req);

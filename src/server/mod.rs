@@ -31,6 +31,21 @@ use routes::Routes;
 /// Concurrent HTTP/2 streams per connection (TLS connections offering h2).
 const H2_MAX_STREAMS: u32 = 32;
 
+/// Which listener a request came in on: each serves its own routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.listen`: the webhooks (and the ops endpoints unless `ops_listen` is set).
+    Webhooks,
+    /// `server.ops_listen`: `/metrics`, `/healthz`, `/readyz` only.
+    Ops,
+}
+
+/// Serves the ops endpoints on `server.ops_listen` until the task is dropped (it outlives
+/// the webhook listener's drain, so `/readyz` can say "shutting down").
+pub async fn run_ops(listener: TcpListener, state: Arc<AppState>) {
+    ops::serve(listener, state).await;
+}
+
 /// Everything a request handler needs; built once, shared by all connections.
 pub struct AppState {
     pub cfg: Arc<Config>,
@@ -178,7 +193,7 @@ pub async fn run(
                 let st = st.clone();
                 let in_flight = act.enter();
                 async move {
-                    let mut resp = ingest::handle(st, peer, req).await;
+                    let mut resp = ingest::handle(st, peer, req, Listener::Webhooks).await;
                     in_flight.finish(&mut resp);
                     Ok::<_, std::convert::Infallible>(resp)
                 }

@@ -1,5 +1,7 @@
-//! Operational endpoints: Prometheus exposition, liveness, readiness.
+//! Operational endpoints: Prometheus exposition, liveness, readiness; and the listener
+//! that serves them apart from the webhooks when `server.ops_listen` is set.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -56,4 +58,45 @@ pub fn readyz(state: &AppState) -> Response<Body> {
 
 fn is_ready(state: &AppState) -> bool {
     state.spool.is_writable() && !state.is_shutting_down()
+}
+
+/// Connections the ops listener holds at once (probes and scrapers: a handful).
+pub const OPS_MAX_CONNECTIONS: usize = 64;
+
+/// The ops listener's accept loop: plain HTTP/1.1, its own small cap, the same handler
+/// (which refuses webhook paths here), the webhook listener's header read timeout.
+pub(super) async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let timeout = std::time::Duration::from_millis(state.cfg.server.header_read_timeout_ms);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ops listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= OPS_MAX_CONNECTIONS {
+            continue; // dropped: closed at once
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (st, open) = (state.clone(), open.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let st = st.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        super::ingest::handle(st, peer, req, super::Listener::Ops).await,
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
 }

@@ -17,6 +17,13 @@ pub enum Route {
     Readyz,
 }
 
+impl Route {
+    /// `/metrics`, `/healthz`, `/readyz`: what the ops listener serves.
+    pub fn is_ops(&self) -> bool {
+        !matches!(self, Route::Webhook { .. })
+    }
+}
+
 /// Why no route matched; mapped to 404 or 405 in `respond`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {

@@ -81,6 +81,8 @@ pub fn enc(s: &str) -> String {
 pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `server.ops_listen`'s address, when configured.
+    pub ops: Option<SocketAddr>,
     pub data: PathBuf,
     pub config: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -159,15 +161,27 @@ impl Gateway {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The ops listener's line (if any) comes first, then the webhook listener's.
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            while let Some(Ok(line)) = lines.next() {
+                let last = !line.starts_with("callhook ops listening on ");
                 let _ = tx.send(line);
+                if last {
+                    break;
+                }
             }
             for _ in lines {}
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("callhook did not start (exit {:?})", child.wait()));
+        let mut ops = None;
+        let line = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("callhook did not start (exit {:?})", child.wait()));
+            match line.strip_prefix("callhook ops listening on http://") {
+                Some(a) => ops = Some(a.parse().unwrap()),
+                None => break line,
+            }
+        };
         let addr = line
             .strip_prefix("callhook listening on http://")
             .or_else(|| line.strip_prefix("callhook listening on https://"))
@@ -177,6 +191,7 @@ impl Gateway {
         Gateway {
             child,
             addr,
+            ops,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             _tmp: None,
