@@ -197,32 +197,12 @@ fn kafka_credentials_come_from_the_environment() {
 /// Logs that go to a journal, a container log or a file carry no colour escape codes.
 #[test]
 fn logs_to_a_pipe_are_plain_text() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("CALLHOOK_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("callhook listening");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        seen.iter().any(|l| l.contains("callhook listening")),
-        "{seen:?}"
+    let seen = common::startup_log(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path()),
+        |_| {},
     );
     assert!(seen.iter().all(|l| !l.contains('\x1b')), "{seen:?}");
 }

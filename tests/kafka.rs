@@ -8,29 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Config for a gateway whose topics are all prefixed with `p` (created at startup).
-fn kafka_config(brokers: &str, p: &str, extra: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-create_topics = true
-partitions = 3
-replication_factor = 1
-compression = "zstd"
-message_timeout_ms = 5000
-{extra}
-[kafka.topics]
-voice_answer = "{p}.voice.answer"
-voice_event = "{p}.voice.event"
-messages_inbound = "{p}.messages.inbound"
-messages_status = "{p}.messages.status"
-rtc_event = "{p}.rtc.event"
-dlq = "{p}.dlq"
-"#
-    )
-}
-
 /// The `uuid` of every consumed voice event, in consumption order.
 fn uuids(got: &[Got]) -> Vec<String> {
     got.iter()

@@ -110,26 +110,8 @@ fn free_port() -> u16 {
 }
 
 fn tls_config(brokers: &str, p: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-create_topics = true
-partitions = 1
-replication_factor = 1
-message_timeout_ms = 5000
-flush_timeout_ms = 1000
-[kafka.topics]
-voice_answer = "{p}.voice.answer"
-voice_event = "{p}.voice.event"
-messages_inbound = "{p}.messages.inbound"
-messages_status = "{p}.messages.status"
-rtc_event = "{p}.rtc.event"
-dlq = "{p}.dlq"
-[kafka.properties]
-"security.protocol" = "ssl"
-"#
-    )
+    let extra = "flush_timeout_ms = 1000\n[kafka.properties]\n\"security.protocol\" = \"ssl\"\n";
+    kafka_config(brokers, p, extra)
 }
 
 async fn post_events(gw: &Gateway, uuids: &[String]) {

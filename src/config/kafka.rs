@@ -337,30 +337,15 @@ impl KafkaConfig {
                 "must be a non-empty URI-reference (CloudEvents `source`): no spaces or control characters",
             ));
         }
-        for (name, t) in [
-            ("voice_answer", &self.topics.voice_answer),
-            ("voice_event", &self.topics.voice_event),
-            ("messages_inbound", &self.topics.messages_inbound),
-            ("messages_status", &self.topics.messages_status),
-            ("rtc_event", &self.topics.rtc_event),
-        ] {
-            if *t == self.topics.dlq {
-                return Err(ConfigError::invalid(
-                    "kafka.topics.dlq",
-                    format!(
-                        "must differ from kafka.topics.{name}: dead-letter records would reach that topic's consumers"
-                    ),
-                ));
-            }
-        }
-        for (name, t) in [
+        let topics = [
             ("voice_answer", &self.topics.voice_answer),
             ("voice_event", &self.topics.voice_event),
             ("messages_inbound", &self.topics.messages_inbound),
             ("messages_status", &self.topics.messages_status),
             ("rtc_event", &self.topics.rtc_event),
             ("dlq", &self.topics.dlq),
-        ] {
+        ];
+        for (name, t) in topics {
             let ok = !t.is_empty()
                 && t.len() <= 249
                 && t.bytes()
@@ -369,6 +354,14 @@ impl KafkaConfig {
                 return Err(ConfigError::invalid(
                     format!("kafka.topics.{name}"),
                     "Kafka topic names are 1-249 characters of [a-zA-Z0-9._-]",
+                ));
+            }
+            if name != "dlq" && *t == self.topics.dlq {
+                return Err(ConfigError::invalid(
+                    "kafka.topics.dlq",
+                    format!(
+                        "must differ from kafka.topics.{name}: dead-letter records would reach that topic's consumers"
+                    ),
                 ));
             }
         }

@@ -359,6 +359,36 @@ fn unsafe_kill(pid: u32, sig: &str) {
         .status();
 }
 
+/// Starts `cmd` (a `callhook serve` at RUST_LOG=info) with its log on a pipe and reads
+/// the log until the gateway says it listens; returns its pid and those lines, the process
+/// already killed. For tests about what startup logs or sets up.
+pub fn startup_log(cmd: &mut Command, inspect: impl FnOnce(u32)) -> Vec<String> {
+    let mut child = cmd
+        .env_remove("CALLHOOK_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("callhook listening");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    inspect(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("callhook listening")),
+        "never listened: {seen:?}"
+    );
+    seen
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
