@@ -206,3 +206,22 @@ fn logs_to_a_pipe_are_plain_text() {
     );
     assert!(seen.iter().all(|l| !l.contains('\x1b')), "{seen:?}");
 }
+
+/// With no application configured every webhook is accepted unsigned: fine on loopback
+/// for development, said loudly at startup on any other address.
+#[test]
+fn an_open_gateway_on_a_reachable_address_says_so() {
+    let warned = |listen: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        common::startup_log(
+            Command::new(BIN)
+                .args(["serve", "--listen", listen, "--data-dir"])
+                .arg(dir.path()),
+            |_| {},
+        )
+        .iter()
+        .any(|l| l.contains("webhooks are accepted unsigned from anyone"))
+    };
+    assert!(warned("0.0.0.0:0"));
+    assert!(!warned("127.0.0.1:0"));
+}

@@ -78,6 +78,14 @@ impl AppState {
         kafka: Arc<KafkaStatus>,
     ) -> Result<Self, crate::config::ConfigError> {
         let verifier = cfg.verifier()?;
+        if verifier.is_open() && !cfg.server.listen.ip().is_loopback() {
+            // Fine for local development; on a reachable address, anyone can post events
+            // and fetch NCCOs, including rules that connect calls to a number they choose.
+            tracing::warn!(
+                listen = %cfg.server.listen,
+                "no [[applications]] configured: webhooks are accepted unsigned from anyone who can reach this address; configure applications with their signature secrets"
+            );
+        }
         for (cap, mode) in verifier.closed_capabilities() {
             tracing::info!(
                 capability = cap.as_str(),
