@@ -21,7 +21,7 @@ pub async fn signal() {
 
 /// The thread callhook cannot run without: the spool writer (without it nothing is
 /// accepted, while `/healthz` would still say alive). The Kafka forwarder is not one: a
-/// panic there stops forwarding only (`forward::run_guarded`).
+/// panic there stops forwarding only (`forward::status::run_guarded`).
 pub const CRITICAL_THREADS: [&str; 1] = [crate::spool::WRITER_THREAD];
 
 /// Exit status after a panic in one of [`CRITICAL_THREADS`] (`EX_SOFTWARE`).

@@ -141,7 +141,7 @@ impl Forwarder {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || run_guarded(|| pipeline.run(&flag), &on_panic))
+            .spawn(move || status::run_guarded(|| pipeline.run(&flag), &on_panic))
             .map_err(ForwardError::Thread)?;
         Ok(Self {
             stop,
@@ -156,20 +156,6 @@ impl Forwarder {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Runs the forwarder loop; a panic in it ends the thread, not the process. Ingestion is
-/// callhook's first job and must not go down with forwarding (a panic that recurs on the
-/// same record would otherwise crash-loop the gateway): `/readyz` turns `degraded` with
-/// `"forwarder": "stopped"`, `callhook_kafka_forwarder_running` reads 0 (alert
-/// KafkaForwarderStopped), and records wait in the spool for a restart.
-fn run_guarded(run: impl FnOnce(), status: &KafkaStatus) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
-        tracing::error!(
-            "the Kafka forwarder stopped after a panic; events stay in the spool until callhook is restarted"
-        );
-        status.set_running(false);
     }
 }
 
@@ -595,23 +581,5 @@ impl Pipeline {
             unconfirmed = self.held.len(),
             "Kafka forwarder stopped"
         );
-    }
-}
-
-#[cfg(test)]
-mod guard_tests {
-    use super::{KafkaStatus, run_guarded};
-
-    #[test]
-    fn a_panicking_forwarder_ends_its_thread_and_reports_stopped() {
-        let status = KafkaStatus::new(true);
-        status.set_broker_up(true);
-        status.set_running(true);
-        run_guarded(|| {}, &status);
-        assert!(!status.degraded());
-        assert_eq!(status.describe()["forwarder"], "running");
-        run_guarded(|| panic!("injected by the test"), &status);
-        assert!(status.degraded());
-        assert_eq!(status.describe()["forwarder"], "stopped");
     }
 }

@@ -82,3 +82,35 @@ impl KafkaStatus {
         })
     }
 }
+
+/// Runs the forwarder loop; a panic in it ends the thread, not the process. Ingestion is
+/// callhook's first job and must not go down with forwarding (a panic that recurs on the
+/// same record would otherwise crash-loop the gateway): `/readyz` turns `degraded` with
+/// `"forwarder": "stopped"`, `callhook_kafka_forwarder_running` reads 0 (alert
+/// KafkaForwarderStopped), and records wait in the spool for a restart.
+pub(super) fn run_guarded(run: impl FnOnce(), status: &KafkaStatus) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+        tracing::error!(
+            "the Kafka forwarder stopped after a panic; events stay in the spool until callhook is restarted"
+        );
+        status.set_running(false);
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::{KafkaStatus, run_guarded};
+
+    #[test]
+    fn a_panicking_forwarder_ends_its_thread_and_reports_stopped() {
+        let status = KafkaStatus::new(true);
+        status.set_broker_up(true);
+        status.set_running(true);
+        run_guarded(|| {}, &status);
+        assert!(!status.degraded());
+        assert_eq!(status.describe()["forwarder"], "running");
+        run_guarded(|| panic!("injected by the test"), &status);
+        assert!(status.degraded());
+        assert_eq!(status.describe()["forwarder"], "stopped");
+    }
+}
