@@ -470,3 +470,26 @@ fn a_value_the_dead_letter_topic_refuses_as_too_large_goes_as_its_descriptor() {
     fwd.stop();
     rt.block_on(spool.shutdown());
 }
+
+/// A topic callhook may not write (an ACL missing for a while) is the cluster's
+/// configuration, not the records' fault: they wait and arrive in order once it is
+/// fixed, and none is moved aside to the dead-letter topic.
+#[test]
+fn a_topic_not_authorised_for_a_while_waits_rather_than_dead_lettering() {
+    let Rig {
+        cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
+    let fwd = start_forwarder(&bootstrap, &spool);
+    let denied = RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    cluster.request_errors(RDKafkaApiKey::Produce, &[denied; 4]);
+    append_events(&rt, &spool, 0..30);
+    all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 30);
+    let dlq = consume_ids(&bootstrap, "callhook.dlq", 1, Duration::from_secs(2));
+    assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}

@@ -13,7 +13,7 @@
 //!   `max_in_flight`) and are retried with back-off while other topics keep flowing (up to
 //!   `SPAN_PER_IN_FLIGHT × max_in_flight` records past the oldest); the checkpoint waits
 //!   for the oldest.
-//! - Permanent per-record errors (too large, invalid, not authorised) go to the dead-letter
+//! - Permanent per-record errors (too large, invalid) go to the dead-letter
 //!   topic with a `callhook_dlq_reason` header (a value too large for it goes as a small
 //!   descriptor naming the spool record); if even that fails the record is retried and
 //!   the checkpoint does not pass it. Nothing is skipped silently.

@@ -120,7 +120,10 @@ pub fn create(cfg: &KafkaConfig, status: Arc<KafkaStatus>) -> Result<Producer, K
     })
 }
 
-/// Errors that retrying cannot fix: the record goes to the dead-letter topic.
+/// Errors that retrying cannot fix: the record goes to the dead-letter topic. Not
+/// authorisation: an ACL is the cluster's configuration, not the record's fault, and
+/// dead-lettering would move a whole topic's stream aside until someone replays it; its
+/// topic backs off instead, and everything flows, in order, once the ACL is fixed.
 pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as E;
     matches!(
@@ -129,8 +132,6 @@ pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
             | E::InvalidMessageSize
             | E::InvalidMessage
             | E::InvalidRecord
-            | E::TopicAuthorizationFailed
-            | E::ClusterAuthorizationFailed
             | E::InvalidTopic
             | E::UnsupportedForMessageFormat
             | E::InvalidRequiredAcks
