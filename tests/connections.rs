@@ -396,6 +396,11 @@ async fn the_ops_listener_answers_probes_at_the_connection_cap() {
     )
     .await;
     assert_eq!(r.status, 404, "no webhooks on the ops listener");
+    // Whatever the method: a 405 would say the other listener's path exists.
+    let r = request(ops, "GET", "/webhooks/messages/inbound", &[], Bytes::new()).await;
+    assert_eq!(r.status, 404);
+    let r = request(gw.addr, "POST", "/healthz", &[], Bytes::new()).await;
+    assert_eq!(r.status, 404);
     // Fill the webhook listener's cap with idle keep-alive connections, once the ones
     // above are closed on the server's side too.
     let open = async || {
@@ -440,4 +445,20 @@ async fn the_ops_listener_answers_probes_at_the_connection_cap() {
     }
     assert_eq!(open().await, 2.0);
     drop(held);
+}
+
+/// The ops listener's slots are few (64): a client there that reads nothing of its
+/// responses is cut off like on the webhook listener, so such clients cannot starve the
+/// kubelet's probes.
+#[tokio::test]
+async fn a_client_that_reads_nothing_from_the_ops_listener_is_cut_off() {
+    let gw = Gateway::start("header_read_timeout_ms = 500\nops_listen = \"127.0.0.1:0\"\n");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let s = socket.connect(gw.ops.unwrap()).await.unwrap();
+    let responses = responses_to_a_client_that_stops_reading(s).await;
+    assert!(
+        responses < UNREAD_REQUESTS,
+        "all {UNREAD_REQUESTS} responses were sent: the stalled connection was never cut"
+    );
 }

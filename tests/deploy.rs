@@ -1365,12 +1365,13 @@ async fn docker_healthcheck_probe_works_against_a_real_callhook() {
     let gw = common::Gateway::start("");
     let cmd = healthcheck_cmd();
     assert_eq!(cmd[0], "bash");
+    assert!(cmd[2].contains("${CALLHOOK_HEALTH_PORT:-8080}"), "{cmd:?}");
     let run = |port: u16| {
-        let args: Vec<String> = cmd[1..]
-            .iter()
-            .map(|a| a.replace("/8080", &format!("/{port}")))
-            .collect();
-        Command::new(&cmd[0]).args(&args).output().unwrap()
+        Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("CALLHOOK_HEALTH_PORT", port.to_string())
+            .output()
+            .unwrap()
     };
     let out = run(gw.addr.port());
     assert!(
@@ -1378,6 +1379,10 @@ async fn docker_healthcheck_probe_works_against_a_real_callhook() {
         "healthcheck failed against a running callhook: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With server.ops_listen, /healthz lives on the ops port only.
+    let ops = common::Gateway::start("ops_listen = \"127.0.0.1:0\"\n");
+    assert!(!run(ops.addr.port()).status.success());
+    assert!(run(ops.ops.unwrap().port()).status.success());
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);

@@ -149,6 +149,10 @@ const REFUSED: &[(&str, &str)] = &[
         "callhook's producer is idempotent, not transactional: a transactional producer fails every send",
     ),
     (
+        "enable.gapless.guarantee",
+        "makes every failed delivery fatal: the producer would be replaced and every unconfirmed record sent again each time a topic refuses (e.g. while an ACL is missing)",
+    ),
+    (
         "internal.termination.signal",
         "callhook handles signals itself (a value here can kill check-config and serve)",
     ),

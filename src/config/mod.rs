@@ -291,6 +291,19 @@ impl Config {
                 "must be empty or start with '/' and not end with '/'",
             ));
         }
+        // Two listeners on one port would fail only at bind, with the exit status of a
+        // runtime failure (restarted) rather than of a configuration error.
+        if let Some(ops) = s.ops_listen {
+            let same_ip = ops.ip() == s.listen.ip()
+                || ops.ip().is_unspecified()
+                || s.listen.ip().is_unspecified();
+            if ops.port() != 0 && ops.port() == s.listen.port() && same_ip {
+                return Err(ConfigError::invalid(
+                    "server.ops_listen",
+                    "must not be the webhook listener's address or port",
+                ));
+            }
+        }
         // Up to 32 MiB, well inside the spool's 64 MiB record limit with every other field
         // at its largest, so a body that is let in can always be stored.
         limits::check_range(

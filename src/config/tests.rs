@@ -164,6 +164,7 @@ fn kafka_settings_the_delivery_guarantee_rests_on_are_refused() {
     // Refused by callhook, or by librdkafka's idempotent producer when one is created.
     for (k, v) in [
         ("delivery.report.only.error", "true"),
+        ("enable.gapless.guarantee", "true"),
         ("transactional.id", "x"),
         ("internal.termination.signal", "9"),
         ("partitioner", "random"),
@@ -223,4 +224,21 @@ fn records_that_would_be_malformed_are_refused() {
         e.starts_with("kafka.topics.dlq") && e.contains("voice_event"),
         "{e}"
     );
+}
+
+#[test]
+fn the_ops_listener_cannot_share_the_webhook_listeners_port() {
+    let mut c = Config::default();
+    for (listen, ops, ok) in [
+        ("127.0.0.1:8080", "127.0.0.1:8080", false),
+        ("0.0.0.0:8080", "127.0.0.1:8080", false),
+        ("127.0.0.1:8080", "0.0.0.0:8080", false),
+        ("127.0.0.1:8080", "127.0.0.1:9102", true),
+        ("127.0.0.1:0", "127.0.0.1:0", true),
+        ("127.0.0.1:8080", "10.0.0.1:8080", true),
+    ] {
+        c.server.listen = listen.parse().unwrap();
+        c.server.ops_listen = Some(ops.parse().unwrap());
+        assert_eq!(c.validate().is_ok(), ok, "{listen} / {ops}");
+    }
 }

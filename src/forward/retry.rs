@@ -13,6 +13,7 @@ use crate::telemetry::logging::RateLimit;
 static DLQ_LOG: RateLimit = RateLimit::new();
 static DLQ_FAIL_LOG: RateLimit = RateLimit::new();
 static DLQ_DESCRIPTOR_LOG: RateLimit = RateLimit::new();
+static TRANSIENT_LOG: RateLimit = RateLimit::new();
 
 impl Pipeline {
     /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
@@ -56,6 +57,13 @@ impl Pipeline {
             }
         } else {
             metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "transient").increment(1);
+            // The cause, for the log and /readyz: an ACL missing on one topic looks like
+            // nothing but a growing lag otherwise.
+            if let Some(not_logged) = TRANSIENT_LOG.admit(5000) {
+                tracing::warn!(topic = %self.topics[topic].name, error = %code, not_logged, "Kafka refused a delivery; its topic backs off and retries (log rate-limited to 1/5 s)");
+                self.status
+                    .set_error(Some(format!("{}: {code}", self.topics[topic].name)));
+            }
             self.set_state(seq, State::Waiting);
             self.back_off(topic);
         }

@@ -38,7 +38,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use stall::Deadlined;
+pub(super) use stall::Deadlined;
 
 /// The HTTP/2 connection preface; plain connections that start with it (or with a
 /// prefix of it) are served by the HTTP/1-or-2 builder instead.

@@ -38,16 +38,17 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let _handling = Handling::new(&state.in_flight);
-    let route = match state.routes.resolve(req.method(), req.uri().path()) {
-        // Each listener serves its own routes: with `ops_listen` set, the ops endpoints
-        // are not on the (public) webhook listener.
-        Ok(r)
-            if r.is_ops() != (on == Listener::Ops)
-                && (on == Listener::Ops || state.cfg.server.ops_listen.is_some()) =>
-        {
-            Err(routes::RouteError::NotFound)
-        }
-        other => other,
+    let path = req.uri().path();
+    // Each listener serves its own paths, 404 for the other's whatever the method: with
+    // `ops_listen` set, the ops endpoints are not on the (public) webhook listener.
+    let foreign = match on {
+        Listener::Webhooks => state.cfg.server.ops_listen.is_some() && routes::is_ops_path(path),
+        Listener::Ops => !routes::is_ops_path(path),
+    };
+    let route = if foreign {
+        Err(routes::RouteError::NotFound)
+    } else {
+        state.routes.resolve(req.method(), path)
     };
     let label = routes::label(route.as_ref().ok());
     let allowed = state.access.allows(peer.ip(), req.headers());

@@ -257,7 +257,7 @@ pub fn tls_acceptor(
 
 /// Answers a connection over the cap with a complete 503 and closes it, so the client
 /// retries rather than hangs.
-async fn refuse(mut stream: tokio::net::TcpStream, retry_after: u32) {
+pub(super) async fn refuse(mut stream: tokio::net::TcpStream, retry_after: u32) {
     let body = r#"{"error":"too_many_connections","detail":"connection limit reached"}"#;
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {retry_after}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

@@ -64,7 +64,9 @@ fn is_ready(state: &AppState) -> bool {
 pub const OPS_MAX_CONNECTIONS: usize = 64;
 
 /// The ops listener's accept loop: plain HTTP/1.1, its own small cap, the same handler
-/// (which refuses webhook paths here), the webhook listener's header read timeout.
+/// (which refuses webhook paths here), and the webhook listener's header read timeout and
+/// write deadline, so clients that send nothing or read nothing cannot keep the slots the
+/// kubelet's probes need.
 pub(super) async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) {
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let timeout = std::time::Duration::from_millis(state.cfg.server.header_read_timeout_ms);
@@ -78,11 +80,16 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState
             }
         };
         if open.load(Ordering::Relaxed) >= OPS_MAX_CONNECTIONS {
-            continue; // dropped: closed at once
+            if let Some(not_logged) = OVER_CAP_LOG.admit(1000) {
+                tracing::warn!(%peer, not_logged, "ops listener: {OPS_MAX_CONNECTIONS} connections open, refusing another (log rate-limited to 1/s)");
+            }
+            tokio::spawn(super::refuse(stream, state.cfg.server.retry_after_secs));
+            continue;
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let (st, open) = (state.clone(), open.clone());
+        let slot = Slot::take(&open);
+        let st = state.clone();
         tokio::spawn(async move {
+            let _slot = slot; // given back however the task ends
             let service = hyper::service::service_fn(move |req| {
                 let st = st.clone();
                 async move {
@@ -91,12 +98,31 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState
                     )
                 }
             });
+            let io = super::conn::Deadlined::new(stream, timeout);
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                 .await;
-            open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+static OVER_CAP_LOG: crate::telemetry::logging::RateLimit =
+    crate::telemetry::logging::RateLimit::new();
+
+/// One of the ops listener's connection slots, given back on drop.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -17,11 +17,9 @@ pub enum Route {
     Readyz,
 }
 
-impl Route {
-    /// `/metrics`, `/healthz`, `/readyz`: what the ops listener serves.
-    pub fn is_ops(&self) -> bool {
-        !matches!(self, Route::Webhook { .. })
-    }
+/// `/metrics`, `/healthz`, `/readyz`: what the ops listener serves (whatever the method).
+pub fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/metrics" | "/healthz" | "/readyz")
 }
 
 /// Why no route matched; mapped to 404 or 405 in `respond`.
