@@ -2,20 +2,26 @@
 //! requests, sync the spool, flush Kafka, exit 0). A second signal is not needed. And the
 //! one way out that is not graceful: a panic in the thread the gateway cannot run without.
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed by this call, not
+/// at the first poll: a signal that comes after `serve` says it listens always drains
+/// (before, one arriving before the accept loop first polled this killed the process).
+/// Call it within the runtime.
+pub fn signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; only Ctrl-C will stop callhook");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; only Ctrl-C will stop callhook");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 

@@ -462,3 +462,35 @@ async fn a_client_that_reads_nothing_from_the_ops_listener_is_cut_off() {
         "all {UNREAD_REQUESTS} responses were sent: the stalled connection was never cut"
     );
 }
+
+/// `drain_delay_ms`: after SIGTERM the gateway says not ready but keeps accepting (and
+/// spooling) for the delay, so a load balancer that polls /readyz takes it out before
+/// the listener closes; then it drains and exits 0 as usual.
+#[tokio::test]
+async fn the_drain_delay_keeps_accepting_while_not_ready() {
+    let mut gw = Gateway::start("drain_delay_ms = 3000\n");
+    assert_eq!(gw.get("/readyz").await.status, 200);
+    let pid = i32::try_from(gw.child.id()).unwrap();
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gw.get("/readyz").await;
+        if r.status == 503 {
+            assert_eq!(r.json()["shutting_down"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new connection, within the delay: accepted and spooled.
+    let r = gw
+        .post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"late","conversation_uuid":"CON-late","status":"completed"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.child.wait().unwrap().code(), Some(0));
+    assert_eq!(spooled_uuids(&gw.data), ["late"]);
+}

@@ -159,6 +159,7 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     } else {
         "http"
     };
+    let stop = shutdown::signal();
     let ops_task = ops_listener.map(|(l, ops_local)| {
         println!("callhook ops listening on http://{ops_local}");
         tracing::info!(local = %ops_local, "ops endpoints listening (/metrics, /healthz, /readyz)");
@@ -166,7 +167,7 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     });
     println!("callhook listening on {scheme}://{local}");
     tracing::info!(%local, durability = ?cfg.spool.durability, "callhook listening");
-    server::run(listener, state, shutdown::signal()).await?;
+    server::run(listener, state, stop).await?;
     tracing::info!("stopped accepting; syncing spool");
     spool.shutdown().await;
     if let Some(f) = forwarder {

@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM, keep accepting this long with `/readyz` answering 503, so a load
+    /// balancer polling readiness takes the replica out before its listener closes (0:
+    /// close at once; Kubernetes' preStop sleep does this job there).
+    pub drain_delay_ms: u64,
     /// `Retry-After` seconds sent with 503/429 answers.
     pub retry_after_secs: u32,
     /// Terminate TLS here (for deployments without a TLS-terminating load balancer).
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            drain_delay_ms: 0,
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
             tls: None,
             allow_cidrs: Vec::new(),
@@ -346,6 +351,7 @@ impl Config {
         )?;
         limits::check_range("server.max_headers", s.max_headers as u64, 8, 1000)?;
         limits::check_range("server.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)?;
+        limits::check_range("server.drain_delay_ms", s.drain_delay_ms, 0, 120_000)?;
         let sp = &self.spool;
         limits::check_range("spool.segment_bytes", sp.segment_bytes, 4096, 1 << 34)?;
         // Up to ten years: beyond that the hours-to-seconds conversion could overflow.

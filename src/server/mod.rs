@@ -61,6 +61,8 @@ pub struct AppState {
     /// Source-address allowlist (open when none is configured).
     pub access: access::Access,
     shutting_down: AtomicBool,
+    /// Signalled and within `drain_delay_ms`: not ready, webhooks still served.
+    draining: AtomicBool,
     /// Requests being handled: a plain atomic per request, published as
     /// `callhook_http_requests_in_flight` when /metrics is rendered.
     in_flight: AtomicI64,
@@ -104,6 +106,7 @@ impl AppState {
             metrics,
             kafka,
             shutting_down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             in_flight: AtomicI64::new(0),
             slow_bodies: AtomicU64::new(0),
         })
@@ -111,6 +114,12 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// A shutdown signal came: from then on `/readyz` says not ready (webhooks are still
+    /// served during `drain_delay_ms`).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || self.is_shutting_down()
     }
 
     pub fn kafka_status(&self) -> &KafkaStatus {
@@ -174,6 +183,11 @@ pub async fn run(
     let conns_gauge = metrics::gauge!("callhook_http_connections");
     let handshake_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
     tokio::pin!(shutdown);
+    // Armed by the shutdown signal: accepting goes on until it fires (`drain_delay_ms`)
+    // while /readyz already answers 503.
+    let closing = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(closing);
+    let mut signalled = false;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -185,7 +199,17 @@ pub async fn run(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if !signalled => {
+                signalled = true;
+                state.draining.store(true, Ordering::Relaxed);
+                if cfg.drain_delay_ms == 0 {
+                    break;
+                }
+                tracing::info!(delay_ms = cfg.drain_delay_ms, "not ready; still accepting until the drain delay is over");
+                closing.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(cfg.drain_delay_ms));
+                continue;
+            }
+            () = &mut closing => break,
         };
         let _ = stream.set_nodelay(true);
         if open.load(Ordering::Relaxed) >= cfg.max_connections {

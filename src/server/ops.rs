@@ -45,7 +45,7 @@ pub fn readyz(state: &AppState) -> Response<Body> {
     let body = serde_json::json!({
         "status": if !ready { "not_ready" } else if kafka.degraded() { "degraded" } else { "ready" },
         "spool": if spool_ok { "writable" } else { "not_writable" },
-        "shutting_down": state.is_shutting_down(),
+        "shutting_down": state.is_draining(),
         "kafka": kafka.describe(),
     });
     let status = if ready {
@@ -57,7 +57,7 @@ pub fn readyz(state: &AppState) -> Response<Body> {
 }
 
 fn is_ready(state: &AppState) -> bool {
-    state.spool.is_writable() && !state.is_shutting_down()
+    state.spool.is_writable() && !state.is_draining()
 }
 
 /// Connections the ops listener holds at once (probes and scrapers: a handful).
