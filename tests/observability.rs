@@ -547,24 +547,7 @@ async fn kafka_panels_have_data_with_a_real_broker() {
             .unwrap()
             .as_millis()
     );
-    let gw = Gateway::start(&format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-create_topics = true
-partitions = 1
-replication_factor = 1
-message_timeout_ms = 5000
-
-[kafka.topics]
-voice_answer = "{p}.voice.answer"
-voice_event = "{p}.voice.event"
-messages_inbound = "{p}.messages.inbound"
-messages_status = "{p}.messages.status"
-rtc_event = "{p}.rtc.event"
-dlq = "{p}.dlq"
-"#
-    ));
+    let gw = Gateway::start(&common::kafka::kafka_config(&brokers, &p, ""));
     let prom = scraping(&gw, deadline).await;
     let mut sent = 0;
     for name in [

@@ -6,7 +6,7 @@
 //! The Kafka test needs a broker named by KAFKA_BOOTSTRAP (tests/run-all.sh starts one).
 
 mod common;
-use common::kafka::consume;
+use common::kafka::{bootstrap, consume, unique};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -235,19 +235,6 @@ fn wrong_shapes_are_refused() {
 
 // ---------------------------------------------------------------------------------------
 // Values actually forwarded.
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP")
-        .expect("KAFKA_BOOTSTRAP is not set: run the suite with `bash tests/run-all.sh`, which starts the local broker")
-}
-
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
-}
 
 /// Topics `{p}.<default name>` created at startup.
 fn kafka_config(brokers: &str, p: &str) -> String {

@@ -84,6 +84,20 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
+/// Binds `addr`, returning the listener and the address it got (the port, for `:0`).
+async fn bind(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), ServeError> {
+    let bound = async {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        let local = l.local_addr()?;
+        Ok((l, local))
+    };
+    bound
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
 /// Why `serve` could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -118,24 +132,10 @@ async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     // The ops listener first, so that a process that prints its webhook address is
     // already probe-able (tests and scripts read the webhook line as "started").
     let ops_listener = match cfg.server.ops_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            let local = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            Some((l, local))
-        }
+        Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let addr = cfg.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (listener, local) = bind(cfg.server.listen).await?;
     let kafka = Arc::new(KafkaStatus::new(cfg.kafka.enabled()));
     let state = Arc::new(AppState::new(
         cfg.clone(),

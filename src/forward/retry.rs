@@ -16,6 +16,15 @@ static DLQ_DESCRIPTOR_LOG: RateLimit = RateLimit::new();
 static TRANSIENT_LOG: RateLimit = RateLimit::new();
 
 impl Pipeline {
+    /// Marks a record for the dead-letter topic and sends it there now, unless that topic
+    /// is backing off (then its retry sends it).
+    fn dead_letter(&mut self, seq: u64) {
+        self.set_state(seq, State::DlqWaiting);
+        if self.topics[self.dlq].backoff_until.is_none() {
+            self.send(seq);
+        }
+    }
+
     /// A send or delivery failed: permanent errors go to the DLQ, the rest back off.
     pub(super) fn failed(&mut self, seq: u64, was_dlq: bool, code: RDKafkaErrorCode) {
         let Some(h) = self.held.get(seq) else { return };
@@ -31,10 +40,7 @@ impl Pipeline {
             if let Some(h) = self.held.get_mut(seq) {
                 h.dlq_descriptor = true;
             }
-            self.set_state(seq, State::DlqWaiting);
-            if self.topics[self.dlq].backoff_until.is_none() {
-                self.send(seq);
-            }
+            self.dead_letter(seq);
         } else if was_dlq {
             metrics::counter!("callhook_kafka_dlq_failures_total").increment(1);
             if let Some(not_logged) = DLQ_FAIL_LOG.admit(1000) {
@@ -51,10 +57,7 @@ impl Pipeline {
             if let Some(h) = self.held.get_mut(seq) {
                 h.dlq_reason = reason;
             }
-            self.set_state(seq, State::DlqWaiting);
-            if self.topics[self.dlq].backoff_until.is_none() {
-                self.send(seq);
-            }
+            self.dead_letter(seq);
         } else {
             metrics::counter!("callhook_kafka_produce_errors_total", "topic" => self.topics[topic].name.clone(), "class" => "transient").increment(1);
             // The cause, for the log and /readyz: an ACL missing on one topic looks like
