@@ -49,11 +49,16 @@ fn consume_ids(bootstrap: &str, topic: &str, want: usize, within: Duration) -> V
         .unwrap();
     c.subscribe(&[topic]).unwrap();
     let deadline = Instant::now() + within;
+    // Until `want` distinct ids: a replaced producer resends, and its duplicates must not
+    // end the wait before every record has arrived.
     let mut ids = Vec::new();
-    while ids.len() < want && Instant::now() < deadline {
+    let mut distinct = HashSet::new();
+    while distinct.len() < want && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            ids.push(v["uuid"].as_str().unwrap().to_owned());
+            let id = v["uuid"].as_str().unwrap().to_owned();
+            distinct.insert(id.clone());
+            ids.push(id);
         }
     }
     ids
