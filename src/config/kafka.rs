@@ -376,7 +376,7 @@ impl KafkaConfig {
 /// librdkafka property names that carry credentials (`sasl.password`,
 /// `ssl.key.password`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`,
 /// `ssl.key.pem`...): `check-config` prints the configuration, and its output may end up
-/// in a journal (the systemd unit runs it before every start).
+/// in a journal or a CI log.
 fn is_credential(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
