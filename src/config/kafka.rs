@@ -27,8 +27,13 @@ pub struct KafkaConfig {
     pub compression: String,
     /// How long librdkafka waits to fill a batch (`linger.ms`).
     pub linger_ms: u64,
-    /// Records sent but not yet confirmed; bounds the forwarder's memory.
+    /// Records sent but not yet confirmed.
     pub max_in_flight: usize,
+    /// Bytes of records sent but not yet confirmed: with `max_in_flight`, bounds the
+    /// forwarder's memory while Kafka is slow or away (callhook holds each record until
+    /// its delivery report, and librdkafka a copy of it). One record is always let
+    /// through, however large.
+    pub max_in_flight_bytes: u64,
     /// Per-attempt delivery deadline (`message.timeout.ms`); a timed-out record is retried
     /// from the spool, never dropped.
     pub message_timeout_ms: u64,
@@ -55,6 +60,7 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             linger_ms: 5,
             max_in_flight: 50_000,
+            max_in_flight_bytes: 64 << 20,
             message_timeout_ms: 30_000,
             checkpoint_interval_ms: 200,
             flush_timeout_ms: 5_000,
@@ -307,6 +313,12 @@ impl KafkaConfig {
             self.max_in_flight as u64,
             1,
             10_000_000,
+        )?;
+        check_range(
+            "kafka.max_in_flight_bytes",
+            self.max_in_flight_bytes,
+            1 << 20,
+            16 << 30,
         )?;
         check_range(
             "kafka.message_timeout_ms",

@@ -151,6 +151,17 @@ fn every_body_let_in_fits_the_spool_queue_and_a_record() {
     c.validate().unwrap();
 }
 
+/// The forwarder's memory bound must leave room for a batch of Vonage-sized records.
+#[test]
+fn the_kafka_byte_budget_has_a_floor() {
+    let mut c = Config::default();
+    c.kafka.max_in_flight_bytes = 64 << 10;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("kafka.max_in_flight_bytes"), "{e}");
+    c.kafka.max_in_flight_bytes = 1 << 20;
+    c.validate().unwrap();
+}
+
 #[test]
 fn kafka_settings_the_delivery_guarantee_rests_on_are_refused() {
     let with = |props: &[(&str, &str)]| {

@@ -198,6 +198,8 @@ struct Pipeline {
     /// [`Spool::truncations`] when `reader` was opened.
     truncations: u64,
     held: HeldWindow<Held>,
+    /// Encoded size of the records in `held`, against `max_in_flight_bytes`.
+    held_bytes: usize,
     topics: Vec<Topic>,
     /// Topic index per kind, indexed by the kind's spool byte.
     by_kind: [usize; KIND_SLOTS],
@@ -262,6 +264,7 @@ impl Pipeline {
             status,
             checkpoint,
             held: HeldWindow::new(),
+            held_bytes: 0,
             topics,
             by_kind,
             headers: record::HeaderWriter::default(),
@@ -371,7 +374,9 @@ impl Pipeline {
                 "forwarding waits: the oldest unconfirmed record is {max_span} records behind"
             );
         }
+        let max_bytes = usize::try_from(self.cfg.max_in_flight_bytes).unwrap_or(usize::MAX);
         while self.held.len() < self.cfg.max_in_flight
+            && (self.held_bytes < max_bytes || self.held.len() == 0)
             && self.held.span() < max_span
             && n < READ_BATCH
         {
@@ -402,6 +407,7 @@ impl Pipeline {
         };
         let topic = self.by_kind[kind as usize];
         let seq = rec.seq.0;
+        self.held_bytes += rec.encoded_len();
         self.held.insert(
             seq,
             Held {
@@ -505,6 +511,7 @@ impl Pipeline {
                     let Some(h) = self.held.remove(seq) else {
                         continue;
                     };
+                    self.held_bytes -= h.rec.encoded_len();
                     let topic = if was_dlq { self.dlq } else { h.topic };
                     let t = &mut self.topics[topic];
                     if t.failures > 0 {
@@ -532,6 +539,7 @@ impl Pipeline {
         self.status.set_lag(lag);
         metrics::gauge!("callhook_kafka_lag_records").set(lag as f64);
         metrics::gauge!("callhook_kafka_in_flight").set(self.held.len() as f64);
+        metrics::gauge!("callhook_kafka_in_flight_bytes").set(self.held_bytes as f64);
         let age = self.held.first().map_or(0.0, |(_, h)| {
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -262,6 +262,12 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "Records sent and awaiting delivery reports.",
     ),
     (
+        "callhook_kafka_in_flight_bytes",
+        'g',
+        None,
+        "Bytes of the records sent and awaiting delivery reports (bounded by kafka.max_in_flight_bytes).",
+    ),
+    (
         "callhook_kafka_broker_up",
         'g',
         None,

@@ -1,0 +1,137 @@
+"""Memory while Kafka is unreachable: how much the forwarder holds when events keep coming
+and no delivery report ever confirms them.
+
+Starts callhook (release build by default) with Kafka forwarding to a loopback port nobody
+listens on, sends EVENTS voice events of BODY_KIB KiB each (the seed `completed` event,
+padded) over CONNS keep-alive connections, then keeps sampling for HOLD seconds (past one
+`message_timeout_ms`, so librdkafka's failed sends come back for retry). Prints the peak
+RSS (/proc/PID/status VmHWM) and, from /metrics, the records and bytes the forwarder holds.
+Loopback only; every wait is bounded.
+
+    python3 benches/load/outage.py [--bin target/release/callhook] [--events 20000]
+        [--body-kib 32] [--conns 32] [--hold 40] [--toml 'max_in_flight_bytes = 67108864']
+
+`--toml` lines go into the `[kafka]` table.
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SEED = os.path.join(os.path.dirname(__file__), "../../tests/fixtures/seed-inbound-completed.json")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def metric(port, name):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    m = re.search(rb"^" + name.encode() + rb" (\S+)$", data, re.M)
+    return float(m.group(1)) if m else None
+
+
+async def sender(port, bodies, counts):
+    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    for body in bodies:
+        w.write(
+            b"POST /webhooks/voice/event HTTP/1.1\r\nHost: outage\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        await w.drain()
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+        n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        await asyncio.wait_for(r.readexactly(n), 30)
+        counts[head.split(b" ")[1].decode()] = counts.get(head.split(b" ")[1].decode(), 0) + 1
+    w.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/callhook")
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--body-kib", type=int, default=32)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--hold", type=int, default=40)
+    ap.add_argument("--toml", action="append", default=[])
+    a = ap.parse_args()
+
+    seed = json.load(open(SEED))
+    port, dead = free_port(), free_port()
+    work = tempfile.mkdtemp(prefix="callhook-outage-")
+    cfg = os.path.join(work, "c.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            f'[server]\nlisten = "127.0.0.1:{port}"\n[spool]\ndurability = "os"\n'
+            f'segment_bytes = 67108864\n[log]\nlevel = "error"\n'
+            f'[kafka]\nbrokers = "127.0.0.1:{dead}"\n' + "".join(t + "\n" for t in a.toml)
+        )
+    proc = subprocess.Popen(
+        [a.bin, "serve", "--config", cfg, "--data-dir", os.path.join(work, "d")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            line = proc.stderr.readline()
+            if "listening" in line or not line:
+                break
+        bodies = []
+        for i in range(a.events):
+            ev = dict(seed, uuid=f"outage-{i}", conversation_uuid=f"CON-outage-{i // 4}")
+            raw = json.dumps(ev)
+            ev["padding"] = "x" * max(0, a.body_kib * 1024 - len(raw) - 16)
+            bodies.append(json.dumps(ev).encode())
+        per = [bodies[c :: a.conns] for c in range(a.conns)]
+        counts = {}
+        t0 = time.time()
+
+        async def send_all():
+            await asyncio.gather(*(sender(port, p, counts) for p in per))
+
+        asyncio.run(send_all())
+        sent_s = time.time() - t0
+        peak_held, peak_bytes = 0.0, 0.0
+        end = time.time() + a.hold
+        while time.time() < end:
+            peak_held = max(peak_held, metric(port, "callhook_kafka_in_flight") or 0)
+            peak_bytes = max(peak_bytes, metric(port, "callhook_kafka_in_flight_bytes") or 0)
+            time.sleep(1)
+        print(
+            f"events {a.events} x {a.body_kib} KiB in {sent_s:.1f} s, statuses {counts}; "
+            f"held peak {peak_held:.0f} records, {peak_bytes / 2**20:.1f} MiB; "
+            f"RSS now {rss_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB, "
+            f"peak {rss_kib(proc.pid, 'VmHWM') / 1024:.0f} MiB"
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
