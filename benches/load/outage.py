@@ -62,7 +62,8 @@ async def sender(port, bodies, counts):
         head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
         n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
         await asyncio.wait_for(r.readexactly(n), 30)
-        counts[head.split(b" ")[1].decode()] = counts.get(head.split(b" ")[1].decode(), 0) + 1
+        status = head.split(b" ")[1].decode()
+        counts[status] = counts.get(status, 0) + 1
     w.close()
 
 
