@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
         ),
         (WebhookKind::RtcEvent, "rtc-member-joined.json"),
     ] {
-        let body = fixture(name);
+        let body = bytes::Bytes::from(fixture(name));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("{}/{name}", kind.as_str()), |b| {
             b.iter(|| inspect_body(kind, std::hint::black_box(&body)).unwrap())

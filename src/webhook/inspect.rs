@@ -57,27 +57,47 @@ trait Fields {
     fn has(&self, name: &str) -> bool;
     /// A string nested in objects (`body.conversation.conversation_id`); JSON only.
     fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>>;
+    /// A field's text as `Bytes` for the record: a copy, unless the source can share it.
+    fn share(&self, s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
 }
 
-struct Json<'t, 'i>(simd_json::tape::Value<'t, 'i>);
+/// A POST body's tape. Its strings live in the scratch copy at `base`, at the offset
+/// they have in `body`, so one that the parse left unchanged (no escapes: every id
+/// Vonage sends) is a slice of the body: a reference count, not an allocation.
+struct Json<'t, 'i, 'b> {
+    v: simd_json::tape::Value<'t, 'i>,
+    body: &'b Bytes,
+    base: usize,
+}
 
-impl Fields for Json<'_, '_> {
+impl Fields for Json<'_, '_, '_> {
     fn text(&self, name: &str) -> Option<Cow<'_, str>> {
-        self.0
+        self.v
             .get(name)
             .and_then(|v| v.into_string())
             .map(Cow::Borrowed)
     }
     fn has(&self, name: &str) -> bool {
-        self.0.get(name).is_some_and(|v| !v.is_null())
+        self.v.get(name).is_some_and(|v| !v.is_null())
     }
     fn nested(&self, path: &[&str]) -> Option<Cow<'_, str>> {
         let (last, parents) = path.split_last()?;
-        let mut v = self.0;
+        let mut v = self.v;
         for p in parents {
             v = v.get(*p)?;
         }
         v.get(*last)?.into_string().map(Cow::Borrowed)
+    }
+    fn share(&self, s: &str) -> Bytes {
+        // Compared, not assumed: where simd-json leaves an unescaped string is its own
+        // business, and an escaped one reads differently from the body anyway.
+        let at = (s.as_ptr() as usize).wrapping_sub(self.base);
+        match self.body.get(at..at.saturating_add(s.len())) {
+            Some(raw) if raw == s.as_bytes() => self.body.slice(at..at + s.len()),
+            _ => Bytes::copy_from_slice(s.as_bytes()),
+        }
     }
 }
 
@@ -130,12 +150,15 @@ thread_local! {
     });
 }
 
-/// Parses a POST body (must be a JSON object) and inspects it.
+/// Parses a POST body (must be a JSON object) and inspects it. The key and type are
+/// slices of `body` where they appear in it verbatim.
 ///
 /// # Errors
 /// Only for bodies that are not a JSON object; see [`BodyError`].
-pub fn inspect_body(kind: WebhookKind, body: &[u8]) -> Result<Inspection, BodyError> {
-    match with_json(body, |v| inspect_fields(kind, &Json(v))) {
+pub fn inspect_body(kind: WebhookKind, body: &Bytes) -> Result<Inspection, BodyError> {
+    match with_json(body, |v, base| {
+        inspect_fields(kind, &Json { v, body, base })
+    }) {
         // simd-json refuses integers beyond 64 bits, which JSON allows: a cold second
         // opinion from serde_json (big integers as f64) so no valid object is refused.
         Err(BodyError::NotJson(e)) if body.iter().any(u8::is_ascii_digit) => {
@@ -169,13 +192,11 @@ impl Fields for Serde<'_> {
     }
 }
 
-/// Runs `f` over the parsed top-level object of `body`.
-///
-/// # Errors
-/// See [`BodyError`].
-pub fn with_json<R>(
+/// Runs `f` over the parsed top-level object of `body`, with the address of the scratch
+/// copy the tape's strings point into.
+fn with_json<R>(
     body: &[u8],
-    f: impl FnOnce(simd_json::tape::Value<'_, '_>) -> R,
+    f: impl FnOnce(simd_json::tape::Value<'_, '_>, usize) -> R,
 ) -> Result<R, BodyError> {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
@@ -187,6 +208,7 @@ pub fn with_json<R>(
         input.clear();
         input.extend_from_slice(body);
         input.resize(body.len() + INPUT_PADDING, 0);
+        let base = input.as_ptr() as usize;
         let mut t: Tape<'_> = tape.take().unwrap_or_else(Tape::null).reset();
         let out = match fill_tape_padded(input, body.len(), buffers, &mut t) {
             Err(e) => Err(if std::str::from_utf8(body).is_err() {
@@ -197,7 +219,7 @@ pub fn with_json<R>(
             Ok(()) => {
                 let v = t.as_value();
                 if v.is_object() {
-                    Ok(f(v))
+                    Ok(f(v, base))
                 } else {
                     Err(BodyError::NotObject(type_name(v)))
                 }
@@ -360,13 +382,20 @@ fn inspect_fields(kind: WebhookKind, f: &dyn Fields) -> Inspection {
         ),
     };
     let recognized = key.is_some() && etype.is_some();
-    let etype = etype.map(|e| truncate(&e).to_owned()).unwrap_or_default();
+    let etype = etype.as_deref().map_or("", truncate);
+    let label = label_for(kind, etype);
     Inspection {
-        label: label_for(kind, &etype),
-        key: key
-            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
-            .unwrap_or_default(),
-        etype: Bytes::from(etype),
+        label,
+        key: key.map(|k| f.share(&k)).unwrap_or_default(),
+        // A type that is its own label (`completed`, `delivered`...) needs no bytes of
+        // its own.
+        etype: if etype.is_empty() {
+            Bytes::new()
+        } else if label == etype {
+            Bytes::from_static(label.as_bytes())
+        } else {
+            f.share(etype)
+        },
         recognized,
     }
 }

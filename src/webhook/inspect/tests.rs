@@ -1,5 +1,10 @@
 use super::*;
 
+/// The event path's entry point over a body read as hyper hands it over.
+fn inspect_body(kind: WebhookKind, body: &[u8]) -> Result<Inspection, BodyError> {
+    super::inspect_body(kind, &Bytes::copy_from_slice(body))
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/fixtures/{name}",
@@ -284,4 +289,35 @@ fn answer_inspection_from_the_request_matches_the_general_one() {
             assert_eq!(answer_from_body(kind, body), inspect_value(kind, &v));
         }
     }
+}
+
+/// Whether `part` points into `whole`'s memory (a slice, not a copy).
+fn within(part: &[u8], whole: &[u8]) -> bool {
+    let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);
+    p >= w && p + part.len() <= w + whole.len()
+}
+
+#[test]
+fn ids_are_slices_of_the_body_unless_escaped() {
+    let body = Bytes::from(fixture("rtc-member-joined.json"));
+    let got = super::inspect_body(WebhookKind::RtcEvent, &body).unwrap();
+    assert!(within(&got.key, &body), "the key was copied");
+    assert!(within(&got.etype, &body), "`member:joined` was copied");
+    assert_eq!(&got.etype[..], b"member:joined");
+
+    // A type that is its own label comes from the label set, not the body.
+    let body = Bytes::from(fixture("seed-inbound-completed.json"));
+    let got = super::inspect_body(WebhookKind::VoiceEvent, &body).unwrap();
+    assert!(within(&got.key, &body));
+    assert_eq!(&got.etype[..], b"completed");
+    assert!(!within(&got.etype, &body));
+
+    // JSON escapes are read as the characters they stand for, so never sliced.
+    let body = Bytes::from_static(br#"{"conversation_uuid":"CON\u002d1\/2","status":"x\"y"}"#);
+    let got = super::inspect_body(WebhookKind::VoiceEvent, &body).unwrap();
+    assert_eq!(
+        (&got.key[..], &got.etype[..]),
+        (&b"CON-1/2"[..], &br#"x"y"#[..])
+    );
+    assert!(!within(&got.key, &body) && !within(&got.etype, &body));
 }
