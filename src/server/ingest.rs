@@ -2,12 +2,13 @@
 //! → respond. Each step is a plain function call; only the spool ack is awaited.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderName, HeaderValue};
@@ -327,7 +328,7 @@ pub(super) fn count_accepted(kind: WebhookKind, label: &'static str, recognized:
 /// waits only while `slow` (bytes of such bodies, all connections) has room for it.
 async fn read_body(
     parts: &hyper::http::request::Parts,
-    body: Incoming,
+    mut body: Incoming,
     cfg: &crate::config::ServerConfig,
     slow: &AtomicU64,
 ) -> Result<Bytes, IngestError> {
@@ -344,19 +345,35 @@ async fn read_body(
     if hyper::body::Body::is_end_stream(&body) {
         return Ok(Bytes::new());
     }
-    let ms = cfg.request_timeout_ms;
-    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
     // The usual webhook body came in the same read as its head, and hyper has handed it
-    // over before the handler first runs: done at the first poll, no timer to set up
-    // (a clock read and the runtime's timer handle, per request).
-    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    // over before the handler first runs: one frame, ready at the first poll and taken
+    // as it is (no collector, no timer: a clock read and the runtime's timer handle).
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(hyper::body::Body::poll_frame(Pin::new(&mut body), cx))
+    })
+    .await;
+    let head = match first {
+        Poll::Ready(None) => return Ok(Bytes::new()),
+        Poll::Ready(Some(Err(_))) => return Err(IngestError::BodyRead),
+        Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            Ok(data) if data.len() > limit => return Err(IngestError::BodyTooLarge { limit }),
+            Ok(data) if hyper::body::Body::is_end_stream(&body) => return Ok(data),
+            Ok(data) => data,
+            // Trailers end a body: it was empty.
+            Err(_) => return Ok(Bytes::new()),
+        },
+        Poll::Pending => Bytes::new(),
+    };
+    let mut rest = std::pin::pin!(Limited::new(body, limit - head.len()).collect());
+    let first = std::future::poll_fn(|cx| Poll::Ready(rest.as_mut().poll(cx))).await;
     let collected = match first {
         Poll::Ready(r) => r,
         Poll::Pending => {
             let want = declared.unwrap_or(limit as u64);
             let _held = SlowBody::reserve(slow, want, cfg.slow_body_bytes)
                 .ok_or(IngestError::SlowBodies)?;
-            tokio::time::timeout(Duration::from_millis(ms), collect)
+            let ms = cfg.request_timeout_ms;
+            tokio::time::timeout(Duration::from_millis(ms), rest)
                 .await
                 .map_err(|_| IngestError::BodyTimeout { ms })?
         }
@@ -366,7 +383,15 @@ async fn read_body(
             Err(IngestError::BodyTooLarge { limit })
         }
         Err(_) => Err(IngestError::BodyRead),
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) if head.is_empty() => Ok(collected.to_bytes()),
+        // The body's one copy: the first frame and the rest, side by side.
+        Ok(collected) => {
+            let rest = collected.aggregate();
+            let mut all = bytes::BytesMut::with_capacity(head.len() + rest.remaining());
+            all.extend_from_slice(&head);
+            all.put(rest);
+            Ok(all.freeze())
+        }
     }
 }
 
