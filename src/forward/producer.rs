@@ -12,6 +12,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 
 use super::KafkaStatus;
 use crate::config::KafkaConfig;
+use crate::telemetry::logging::RateLimit;
 
 /// A delivery report: the opaque tag given at send time and the outcome.
 pub type Report = (usize, Result<(), RDKafkaErrorCode>);
@@ -23,9 +24,26 @@ pub struct Context {
     /// Set by every error librdkafka reports, so the forwarder asks whether it was fatal
     /// only then (rust-rdkafka passes a fatal error on with its underlying code).
     errored: AtomicBool,
+    /// The last error seen, while its echo is still due: rdkafka 0.39 hands every error
+    /// event to `error` twice, from `Client::poll_event` and again from
+    /// `BaseProducer::poll` (both call `handle_error_event`), which logged each twice.
+    echo: Mutex<Option<String>>,
+    /// One line per second per error code: with Kafka away, librdkafka reports "all
+    /// brokers are down" tens of times a second.
+    logged: Mutex<Vec<(Option<RDKafkaErrorCode>, RateLimit)>>,
 }
 
 impl Context {
+    fn new(status: Arc<KafkaStatus>) -> Self {
+        Self {
+            reports: Mutex::new(Vec::new()),
+            status,
+            errored: AtomicBool::new(false),
+            echo: Mutex::new(None),
+            logged: Mutex::new(Vec::new()),
+        }
+    }
+
     /// True if librdkafka reported an error since the last call.
     pub fn take_errored(&self) -> bool {
         self.errored.swap(false, Ordering::AcqRel)
@@ -41,8 +59,33 @@ impl ClientContext for Context {
         ) {
             self.status.set_broker_up(false);
         }
-        self.status.set_error(Some(format!("{error}: {reason}")));
-        tracing::warn!(%error, reason, "librdkafka reported an error");
+        let text = format!("{error}: {reason}");
+        if let Ok(mut echo) = self.echo.lock() {
+            if echo.as_ref() == Some(&text) {
+                // The second call for the same event; the next identical one is new.
+                *echo = None;
+                return;
+            }
+            *echo = Some(text.clone());
+        }
+        self.status.set_error(Some(text));
+        let code = error.rdkafka_error_code();
+        let admitted = match self.logged.lock() {
+            Ok(mut limits) => {
+                let at = match limits.iter().position(|(c, _)| *c == code) {
+                    Some(at) => at,
+                    None => {
+                        limits.push((code, RateLimit::new()));
+                        limits.len() - 1
+                    }
+                };
+                limits[at].1.admit(1000)
+            }
+            Err(_) => Some(0),
+        };
+        if let Some(not_logged) = admitted {
+            tracing::warn!(%error, reason, not_logged, "librdkafka reported an error (log rate-limited to 1/s per error code; not_logged = ones with this code since the last line)");
+        }
     }
 }
 
@@ -113,11 +156,7 @@ pub fn check(cfg: &KafkaConfig) -> Result<(), String> {
 /// # Errors
 /// librdkafka refused the configuration (e.g. an unknown pass-through property).
 pub fn create(cfg: &KafkaConfig, status: Arc<KafkaStatus>) -> Result<Producer, KafkaError> {
-    client_config(cfg).create_with_context(Context {
-        reports: Mutex::new(Vec::new()),
-        status,
-        errored: AtomicBool::new(false),
-    })
+    client_config(cfg).create_with_context(Context::new(status))
 }
 
 /// Errors that retrying cannot fix: the record goes to the dead-letter topic. Not
@@ -153,5 +192,91 @@ pub fn reason(code: RDKafkaErrorCode) -> &'static str {
         E::MessageTimedOut | E::RequestTimedOut => "timeout",
         E::QueueFull => "queue_full",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::forward::KafkaStatus;
+
+    /// Log lines written by the test's subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `f` logged through a subscriber of its own.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8_lossy(&lines.0.lock().unwrap())
+            .lines()
+            .map(|l| {
+                l.split_once(" WARN ")
+                    .map_or(l, |(_, rest)| rest)
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flood_of_one_error_code_is_logged_once_a_second() {
+        use rdkafka::ClientContext;
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let ctx = super::Context::new(Arc::new(KafkaStatus::new(true)));
+        let down = || KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        let got = logged(|| {
+            for i in 0..50 {
+                ctx.error(down(), &format!("{}/1 brokers are down", i % 2));
+            }
+            ctx.error(
+                KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+                "connection refused",
+            );
+        });
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains("AllBrokersDown") && got[0].contains("not_logged=0"));
+        assert!(got[1].contains("BrokerTransportFailure"), "{got:#?}");
+        // A second later the next one gets through and says how many were held back.
+        std::thread::sleep(Duration::from_millis(1100));
+        let got = logged(|| ctx.error(down(), "1/1 brokers are down"));
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].contains("not_logged=49"), "{got:#?}");
+    }
+
+    #[test]
+    fn an_error_handed_over_twice_counts_once() {
+        use rdkafka::ClientContext;
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let ctx = super::Context::new(Arc::new(KafkaStatus::new(true)));
+        let refused = || KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        // rdkafka 0.39 calls `error` twice per event: one event, one line.
+        let got = logged(|| {
+            ctx.error(refused(), "connection refused");
+            ctx.error(refused(), "connection refused");
+        });
+        assert_eq!(got.len(), 1, "{got:#?}");
+        // The echo was not an event held back: the next line says none were.
+        std::thread::sleep(Duration::from_millis(1100));
+        let got = logged(|| ctx.error(refused(), "connection refused"));
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].contains("not_logged=0"), "{got:#?}");
     }
 }
