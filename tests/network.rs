@@ -238,8 +238,9 @@ async fn allowlist_refuses_other_sources_and_trusts_only_configured_proxies() {
         "probes are not subject to the allowlist"
     );
     drop(gw);
-    let gw =
-        Gateway::start("allow_cidrs = [\"10.0.0.0/8\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    let gw = Gateway::start_logged(
+        "allow_cidrs = [\"10.0.0.0/8\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
     let r = gw
         .request(
             "POST",
@@ -258,6 +259,12 @@ async fn allowlist_refuses_other_sources_and_trusts_only_configured_proxies() {
         )
         .await;
     assert_eq!(r.status, 403, "the right-most untrusted hop is the client");
+    // The log names that client, not only the proxy it came through.
+    let line = gw.wait_log("request rejected").await;
+    assert!(
+        line.contains("client=192.0.2.1 ") && line.contains("peer=127.0.0.1:"),
+        "{line}"
+    );
     assert_eq!(gw.tail(&[]).len(), 1);
     drop(gw);
     // The proxy itself is allowed too: a chain that cannot be read must not fall back to it.

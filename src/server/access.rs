@@ -54,11 +54,13 @@ impl Access {
 
     /// Whether a request from `peer` with these headers may proceed.
     pub fn allows(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
-        if self.is_open() {
-            return true;
-        }
-        self.client(peer, headers)
-            .is_some_and(|ip| self.allow.iter().any(|n| n.contains(&canonical(ip))))
+        self.admits(self.client(peer, headers))
+    }
+
+    /// Whether a request from `client` (as [`Access::client`] found it) may proceed.
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        self.is_open()
+            || client.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&canonical(ip))))
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {

@@ -1,7 +1,7 @@
 //! The request pipeline, top to bottom: route → limits → (verify) → parse → answer | spool
 //! → respond. Each step is a plain function call; only the spool ack is awaited.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -52,21 +52,25 @@ pub async fn handle(
         state.routes.resolve(req.method(), path)
     };
     let label = routes::label(route.as_ref().ok());
-    let allowed = state.access.allows(peer.ip(), req.headers());
+    // Behind trusted proxies the client is not the peer: the allowlist and the
+    // rejection log both name the client.
+    let client = state.access.client(peer.ip(), req.headers());
+    let allowed = state.access.admits(client);
     let id = RequestId::of(&req);
+    let from = Source { peer, client };
     let mut resp = match route {
         // Webhook routes only: ops endpoints stay reachable for probes and scrapers.
         Ok(Route::Webhook { kind, .. }) if !allowed => {
-            reject(&state, Some(kind), IngestError::Forbidden, &id, peer)
+            reject(&state, Some(kind), IngestError::Forbidden, &id, from)
         }
         Ok(Route::Webhook { kind, path_app }) => match webhook(&state, kind, path_app, req).await {
             Ok(resp) => resp,
-            Err(e) => reject(&state, Some(kind), e, &id, peer),
+            Err(e) => reject(&state, Some(kind), e, &id, from),
         },
         Ok(Route::Metrics) => ops::metrics(&state),
         Ok(Route::Healthz) => ops::healthz(),
         Ok(Route::Readyz) => ops::readyz(&state),
-        Err(e) => reject(&state, None, e.into(), &id, peer),
+        Err(e) => reject(&state, None, e.into(), &id, from),
     };
     let status = respond::class(resp.status());
     resp.headers_mut().insert(X_REQUEST_ID, id.0);
@@ -136,12 +140,21 @@ impl RequestId {
     }
 }
 
+/// Where a request came from: the TCP peer and the client it stands for (the peer
+/// itself, or behind trusted proxies the forwarded-for hop; `None` when that chain
+/// cannot be read).
+#[derive(Clone, Copy)]
+struct Source {
+    peer: SocketAddr,
+    client: Option<IpAddr>,
+}
+
 fn reject(
     state: &AppState,
     kind: Option<WebhookKind>,
     e: IngestError,
     id: &RequestId,
-    peer: SocketAddr,
+    from: Source,
 ) -> Response<Body> {
     let reason = e.reason();
     if let Some(kind) = kind {
@@ -153,7 +166,10 @@ fn reject(
         .position(|r| *r == reason)
         .unwrap_or(IngestError::REASONS.len());
     if let Some(not_logged) = REJECT_LOG[slot].admit(1000) {
-        tracing::warn!(request_id = id.as_str(), %peer, reason, kind = kind.map(|k| k.as_str()), error = %e, not_logged, "request rejected (log rate-limited to 1/s per reason; not_logged = like it since the last line)");
+        let client = from
+            .client
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        tracing::warn!(request_id = id.as_str(), %client, peer = %from.peer, reason, kind = kind.map(|k| k.as_str()), error = %e, not_logged, "request rejected (log rate-limited to 1/s per reason; not_logged = like it since the last line)");
     }
     e.into_response(state.cfg.server.retry_after_secs)
 }

@@ -85,6 +85,8 @@ pub struct Gateway {
     pub ops: Option<SocketAddr>,
     pub data: PathBuf,
     pub config: PathBuf,
+    /// Its log lines, for a gateway started with [`Gateway::start_logged`].
+    log: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -111,6 +113,38 @@ impl Gateway {
         g
     }
 
+    /// Like [`Gateway::start`], keeping its log (stderr) for [`Gateway::wait_log`].
+    pub fn start_logged(extra_toml: &str) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let (mut cmd, config) = Self::command(&data, extra_toml);
+        cmd.stderr(Stdio::piped());
+        let mut g = Self::spawn(cmd, &data, &config);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let stderr = g.child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        g.log = Some(log);
+        g._tmp = Some(tmp);
+        g
+    }
+
+    /// The first log line containing `needle`, waiting up to 10 s for it.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let log = self.log.as_ref().expect("started with start_logged");
+        for _ in 0..200 {
+            if let Some(l) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no log line with {needle:?} in {:#?}", log.lock().unwrap());
+    }
+
     /// Starts with a complete config file (e.g. the shipped example) on an ephemeral port.
     pub fn start_with_config(path: &Path) -> Gateway {
         let tmp = tempfile::tempdir().unwrap();
@@ -130,6 +164,15 @@ impl Gateway {
 
     /// Starts on an existing data dir (restart tests).
     pub fn start_in(data: &Path, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        let (mut cmd, config) = Self::command(data, extra_toml);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, data, &config)
+    }
+
+    /// `callhook serve` on `data`, with a config listening on an ephemeral port.
+    fn command(data: &Path, extra_toml: &str) -> (Command, PathBuf) {
         std::fs::create_dir_all(data).unwrap();
         let config = data.with_extension("toml");
         std::fs::write(
@@ -143,21 +186,14 @@ impl Gateway {
             .arg(&config)
             .arg("--data-dir")
             .arg(data);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Self::spawn(cmd, data, &config)
+        (cmd, config)
     }
 
     fn spawn(mut cmd: Command, data: &Path, config: &Path) -> Gateway {
         cmd.env_remove("CALLHOOK_LISTEN")
             .env_remove("CALLHOOK_KAFKA_BROKERS")
             .env("RUST_LOG", "warn");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -194,6 +230,7 @@ impl Gateway {
             ops,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
+            log: None,
             _tmp: None,
         }
     }
