@@ -179,10 +179,22 @@ async fn upstream_answers_within_the_deadline_or_the_fallback_does() {
         );
     }
     let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
-    assert!(
-        m.contains(r#"callhook_answer_upstream_requests_total{outcome="timeout"} 1"#),
-        "{m}"
-    );
+    // Each upstream's outcome under its own rule's name.
+    for (rule, outcome) in [
+        ("ok", "ok"),
+        ("hang", "timeout"),
+        ("junk", "invalid"),
+        ("err", "error"),
+        ("refused", "error"),
+    ] {
+        let series = format!(
+            r#"callhook_answer_upstream_requests_total{{rule="{rule}",outcome="{outcome}"}} 1"#
+        );
+        assert!(m.contains(&series), "{series} in {m}");
+        let count =
+            format!(r#"callhook_answer_upstream_duration_seconds_count{{rule="{rule}"}} 1"#);
+        assert!(m.contains(&count), "{count} in {m}");
+    }
 }
 
 /// A caller that hangs up while its answer waits on the upstream: hyper drops the

@@ -250,13 +250,16 @@ impl UpstreamClient {
         UpstreamClient { client }
     }
 
-    /// Asks `target` for an NCCO; returns it re-serialized after validation.
+    /// Asks `target`, the upstream of the rule named `rule`, for an NCCO; returns it
+    /// re-serialized after validation. The metrics carry the rule's name: with several
+    /// upstreams, which one is slow or failing is the first question.
     ///
     /// # Errors
     /// [`UpstreamError`] if the deadline passes, the request fails, the
     /// status is not 200 or the body is not a valid NCCO.
     pub async fn answer(
         &self,
+        rule: &str,
         target: &UpstreamTarget,
         req: UpstreamRequest<'_>,
     ) -> Result<Bytes, UpstreamError> {
@@ -266,11 +269,13 @@ impl UpstreamClient {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout),
         };
-        metrics::histogram!(DURATION_METRIC).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(DURATION_METRIC, "rule" => rule.to_owned())
+            .record(started.elapsed().as_secs_f64());
         let outcome = result
             .as_ref()
             .map_or_else(UpstreamError::outcome_label, |_| "ok");
-        metrics::counter!(REQUESTS_METRIC, "outcome" => outcome).increment(1);
+        metrics::counter!(REQUESTS_METRIC, "rule" => rule.to_owned(), "outcome" => outcome)
+            .increment(1);
         result
     }
 
@@ -286,7 +291,7 @@ impl UpstreamClient {
         let Some(target) = rule.upstream() else {
             return (rule.render_answer(answer_req), Outcome::Local);
         };
-        match self.answer(target, req).await {
+        match self.answer(rule.name(), target, req).await {
             Ok(ncco) => (ncco, Outcome::Upstream),
             Err(error) => {
                 // An upstream outage fails every call: one line a second, with a count.

@@ -131,13 +131,13 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "callhook_answer_upstream_requests_total",
         'c',
         None,
-        "Upstream answer calls by outcome (ok, timeout, error, invalid).",
+        "Upstream answer calls by rule and outcome (ok, timeout, error, invalid).",
     ),
     (
         "callhook_answer_upstream_duration_seconds",
         'h',
         Some(Unit::Seconds),
-        "Upstream answer service latency.",
+        "Upstream answer service latency, by rule.",
     ),
     (
         "callhook_spool_bytes",
