@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one group commit costs: append a batch, then fdatasync, to a segment that grows
 with every write (what the spool does), to one whose space was reserved with fallocate,
-and to one zero-filled (and synced) beforehand. README, Performance, cites it.
+and to one zero-filled (and synced) beforehand. benches/PERFORMANCE.md cites it.
 
 On a growing file every fdatasync also writes the inode (the size changed); fallocate'd
 space is "unwritten" until written, so converting it is a metadata write too; only a
