@@ -190,6 +190,34 @@ async fn chunked_body_over_the_limit_is_refused() {
 }
 
 #[tokio::test]
+async fn chunked_bodies_within_the_limit_are_spooled_whole() {
+    let gw = Gateway::start("");
+    let body = r#"{"uuid":"chunked-N","conversation_uuid":"CON-chunked","status":"started","pad":"0123456789"}"#;
+    // One chunk (its end comes as a frame of its own), then the same body in three.
+    for (n, cuts) in [(1, &[][..]), (2, &[10, 40][..])] {
+        let body = body.replace('N', &n.to_string());
+        let mut req = b"POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n".to_vec();
+        let mut at = 0;
+        for end in cuts.iter().copied().chain([body.len()]) {
+            req.extend_from_slice(format!("{:x}\r\n", end - at).as_bytes());
+            req.extend_from_slice(&body.as_bytes()[at..end]);
+            req.extend_from_slice(b"\r\n");
+            at = end;
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        let (code, reply) = raw(gw.addr, &req).await;
+        assert_eq!(code, 200, "{reply}");
+    }
+    let spooled = gw.tail(&[]);
+    assert_eq!(spooled.len(), 2);
+    for (n, v) in spooled.iter().enumerate() {
+        let want: serde_json::Value =
+            serde_json::from_str(&body.replace('N', &(n + 1).to_string())).unwrap();
+        assert_eq!(v["body"], want);
+    }
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
     let gw = Gateway::start("");
     let a = gw.post("/webhooks/voice/event", "nope").await;

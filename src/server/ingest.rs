@@ -403,6 +403,10 @@ async fn read_body(
         // The body's one copy: the first frame and the rest, side by side.
         Ok(collected) => {
             let rest = collected.aggregate();
+            // A chunked body's end (its last, empty chunk) comes as a frame of its own.
+            if !rest.has_remaining() {
+                return Ok(head);
+            }
             let mut all = bytes::BytesMut::with_capacity(head.len() + rest.remaining());
             all.extend_from_slice(&head);
             all.put(rest);
