@@ -36,13 +36,19 @@ impl Access {
         if !self.trusted(peer) {
             return Some(peer);
         }
-        let mut hops = Vec::new();
-        for value in headers.get_all("x-forwarded-for") {
-            hops.extend(value.to_str().ok()?.split(',').map(str::trim));
+        let chain = headers.get_all("x-forwarded-for");
+        // Every line must be text, even those left of the client (as the chain is read
+        // whole); then hops are walked from the right without collecting them.
+        if !chain.iter().all(|v| v.to_str().is_ok()) {
+            return None;
         }
         let mut origin = None;
-        for hop in hops.iter().rev() {
-            let ip = hop_address(hop)?;
+        let hops = chain
+            .iter()
+            .rev()
+            .flat_map(|v| v.to_str().unwrap_or_default().rsplit(','));
+        for hop in hops {
+            let ip = hop_address(hop.trim())?;
             if !self.trusted(ip) {
                 return Some(ip);
             }
