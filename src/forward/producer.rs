@@ -31,6 +31,9 @@ pub struct Context {
     /// One line per second per error code: with Kafka away, librdkafka reports "all
     /// brokers are down" tens of times a second.
     logged: Mutex<Vec<(Option<RDKafkaErrorCode>, RateLimit)>>,
+    /// Calls to `error`, and those taken as events: pins the double call in a test.
+    #[cfg(test)]
+    calls: [std::sync::atomic::AtomicUsize; 2],
 }
 
 impl Context {
@@ -41,6 +44,8 @@ impl Context {
             errored: AtomicBool::new(false),
             echo: Mutex::new(None),
             logged: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            calls: Default::default(),
         }
     }
 
@@ -59,6 +64,8 @@ impl ClientContext for Context {
         ) {
             self.status.set_broker_up(false);
         }
+        #[cfg(test)]
+        self.calls[0].fetch_add(1, Ordering::Relaxed);
         let text = format!("{error}: {reason}");
         if let Ok(mut echo) = self.echo.lock() {
             if echo.as_ref() == Some(&text) {
@@ -68,6 +75,8 @@ impl ClientContext for Context {
             }
             *echo = Some(text.clone());
         }
+        #[cfg(test)]
+        self.calls[1].fetch_add(1, Ordering::Relaxed);
         self.status.set_error(Some(text));
         let code = error.rdkafka_error_code();
         let admitted = match self.logged.lock() {
@@ -259,6 +268,39 @@ mod tests {
         let got = logged(|| ctx.error(down(), "1/1 brokers are down"));
         assert_eq!(got.len(), 1, "{got:#?}");
         assert!(got[0].contains("not_logged=49"), "{got:#?}");
+    }
+
+    /// What the echo check relies on. If this fails after an rdkafka upgrade, each error
+    /// now comes once: remove `Context::echo`, or it drops every second repeat.
+    #[test]
+    fn rdkafka_hands_each_error_event_over_twice() {
+        use std::sync::atomic::Ordering;
+        // A loopback port nobody listens on: librdkafka reports a transport failure and
+        // that all brokers are down.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let cfg = crate::config::KafkaConfig {
+            brokers: Some(format!("127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        let producer = super::create(&cfg, Arc::new(KafkaStatus::new(true))).unwrap();
+        let calls = &rdkafka::producer::Producer::context(&producer).calls;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while calls[1].load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+            producer.poll(Duration::from_millis(50));
+        }
+        let (all, events) = (
+            calls[0].load(Ordering::Relaxed),
+            calls[1].load(Ordering::Relaxed),
+        );
+        assert!(events >= 2, "no errors reported in 10 s");
+        assert_eq!(
+            all,
+            2 * events,
+            "calls to ClientContext::error per error event"
+        );
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl Spool {
         // appends, so nothing else limits how many large bodies can queue up.
         // A record larger than the whole bound is taken when nothing else is queued, so
         // no request that passed the body limit is refused forever (a record holds its
-        // body plus the key and type copied out of it, and the query).
+        // body, the key and type, mostly slices of the body but counted again, and the
+        // query).
         let queued = &self.shared.queued_bytes;
         let before = queued.fetch_add(len, Ordering::Relaxed);
         if before > 0 && before + len > self.queue_bytes {
