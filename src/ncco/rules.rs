@@ -182,7 +182,7 @@ impl CompiledRule {
             matcher,
             answer,
             fallback,
-            upstream,
+            upstream: upstream.map(|u| u.for_rule(name)),
             hits: label("callhook_answer_rule_hits_total"),
             hits_handle: OnceLock::new(),
             invalid: label("callhook_answer_ncco_invalid_total"),

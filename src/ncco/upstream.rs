@@ -39,6 +39,35 @@ const POOL_MAX_IDLE_PER_HOST: usize = 64;
 const DURATION_METRIC: &str = "callhook_answer_upstream_duration_seconds";
 const REQUESTS_METRIC: &str = "callhook_answer_upstream_requests_total";
 
+/// Outcomes of `callhook_answer_upstream_requests_total`, in [`UpstreamMetrics`] order.
+const OUTCOMES: [&str; 4] = ["ok", "timeout", "error", "invalid"];
+
+static METRIC_META: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The upstream metrics' keys for one rule, built once: the macros would allocate the
+/// rule label on every call.
+#[derive(Debug, Clone)]
+struct UpstreamMetrics {
+    duration: metrics::Key,
+    requests: [metrics::Key; 4],
+}
+
+impl UpstreamMetrics {
+    fn new(rule: &str) -> Self {
+        let rule = || metrics::Label::new("rule", rule.to_owned());
+        UpstreamMetrics {
+            duration: metrics::Key::from_parts(DURATION_METRIC, vec![rule()]),
+            requests: OUTCOMES.map(|outcome| {
+                metrics::Key::from_parts(
+                    REQUESTS_METRIC,
+                    vec![rule(), metrics::Label::new("outcome", outcome)],
+                )
+            }),
+        }
+    }
+}
+
 /// A rule's upstream: where to ask and how long to wait.
 #[derive(Debug, Clone)]
 pub struct UpstreamTarget {
@@ -46,6 +75,7 @@ pub struct UpstreamTarget {
     authority: Authority,
     path: Box<str>,
     deadline: Duration,
+    metrics: UpstreamMetrics,
 }
 
 impl UpstreamTarget {
@@ -89,7 +119,16 @@ impl UpstreamTarget {
             path: uri.path().into(),
             authority,
             deadline: Duration::from_millis(ms),
+            metrics: UpstreamMetrics::new(""),
         })
+    }
+
+    /// The same upstream, its metrics labelled with the rule that owns it.
+    pub(crate) fn for_rule(self, rule: &str) -> Self {
+        UpstreamTarget {
+            metrics: UpstreamMetrics::new(rule),
+            ..self
+        }
     }
 
     /// The configured URL, for logs.
@@ -250,16 +289,15 @@ impl UpstreamClient {
         UpstreamClient { client }
     }
 
-    /// Asks `target`, the upstream of the rule named `rule`, for an NCCO; returns it
-    /// re-serialized after validation. The metrics carry the rule's name: with several
-    /// upstreams, which one is slow or failing is the first question.
+    /// Asks `target` for an NCCO; returns it re-serialized after validation. The metrics
+    /// carry the owning rule's name: with several upstreams, which one is slow or failing
+    /// is the first question.
     ///
     /// # Errors
     /// [`UpstreamError`] if the deadline passes, the request fails, the
     /// status is not 200 or the body is not a valid NCCO.
     pub async fn answer(
         &self,
-        rule: &str,
         target: &UpstreamTarget,
         req: UpstreamRequest<'_>,
     ) -> Result<Bytes, UpstreamError> {
@@ -269,13 +307,17 @@ impl UpstreamClient {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout),
         };
-        metrics::histogram!(DURATION_METRIC, "rule" => rule.to_owned())
-            .record(started.elapsed().as_secs_f64());
         let outcome = result
             .as_ref()
             .map_or_else(UpstreamError::outcome_label, |_| "ok");
-        metrics::counter!(REQUESTS_METRIC, "rule" => rule.to_owned(), "outcome" => outcome)
-            .increment(1);
+        let keys = &target.metrics;
+        let at = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(2);
+        metrics::with_recorder(|rec| {
+            rec.register_histogram(&keys.duration, &METRIC_META)
+                .record(started.elapsed().as_secs_f64());
+            rec.register_counter(&keys.requests[at], &METRIC_META)
+                .increment(1);
+        });
         result
     }
 
@@ -291,7 +333,7 @@ impl UpstreamClient {
         let Some(target) = rule.upstream() else {
             return (rule.render_answer(answer_req), Outcome::Local);
         };
-        match self.answer(rule.name(), target, req).await {
+        match self.answer(target, req).await {
             Ok(ncco) => (ncco, Outcome::Upstream),
             Err(error) => {
                 // An upstream outage fails every call: one line a second, with a count.

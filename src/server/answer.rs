@@ -113,7 +113,7 @@ pub async fn event_reply(state: &AppState, call: AnswerCall<'_>) -> Response<Bod
     };
     let suffix = upstream_suffix(&call);
     let up = upstream_request(&call, &suffix);
-    match Box::pin(state.upstream.answer(rule.name(), target, up)).await {
+    match Box::pin(state.upstream.answer(target, up)).await {
         Ok(ncco) => respond::json(StatusCode::OK, ncco),
         Err(_) => respond::accepted(),
     }

@@ -193,8 +193,7 @@ async fn fast_upstream_answer_is_validated_and_used() {
 async fn get_forwards_the_query() {
     let (addr, seen) = serve(Behaviour::Reply(200, GOOD)).await;
     let plan = plan(addr);
-    let rule = &plan.rules()[0];
-    let target = rule.upstream().unwrap();
+    let target = plan.rules()[0].upstream().unwrap();
     assert_eq!(target.deadline(), Duration::from_millis(DEADLINE_MS));
     let req = UpstreamRequest {
         method: UpstreamMethod::Get,
@@ -202,10 +201,7 @@ async fn get_forwards_the_query() {
         body: Bytes::new(),
         application_id: None,
     };
-    UpstreamClient::new()
-        .answer(rule.name(), target, req)
-        .await
-        .unwrap();
+    UpstreamClient::new().answer(target, req).await.unwrap();
     let seen = seen.lock().unwrap();
     let r = &seen.requests[0];
     assert_eq!(
