@@ -12,29 +12,10 @@ The client needs an open-file limit above CONNS (`ulimit -n`).
 """
 import argparse
 import asyncio
-import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-SEED = os.path.join(os.path.dirname(__file__), "../../tests/fixtures/seed-inbound-completed.json")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    return 0
+from gateway import free_port, padded_events, rss_kib, serve
 
 
 async def one(port, body, gate, counts):
@@ -59,29 +40,9 @@ def main():
     ap.add_argument("--body-kib", type=int, default=256)
     a = ap.parse_args()
 
-    seed = json.load(open(SEED))
     port = free_port()
-    work = tempfile.mkdtemp(prefix="callhook-burst-")
-    cfg = os.path.join(work, "c.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[server]\nlisten = "127.0.0.1:{port}"\n[log]\nlevel = "error"\n')
-    proc = subprocess.Popen(
-        [a.bin, "serve", "--config", cfg, "--data-dir", os.path.join(work, "d")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if "listening" in line or not line:
-                break
-        bodies = []
-        for i in range(a.conns):
-            ev = dict(seed, uuid=f"burst-{i}")
-            raw = json.dumps(ev)
-            ev["padding"] = "x" * max(0, a.body_kib * 1024 - len(raw) - 16)
-            bodies.append(json.dumps(ev).encode())
+    bodies = padded_events(a.conns, a.body_kib, uuid="burst-{i}")
+    with serve(a.bin, port, '[log]\nlevel = "error"\n') as proc:
         counts = {}
 
         async def burst():
@@ -96,16 +57,9 @@ def main():
         took, errors = asyncio.run(burst())
         print(
             f"{a.conns} x {a.body_kib} KiB at once: statuses {dict(sorted(counts.items()))}, "
-            f"client errors {errors}, {took:.1f} s; peak RSS {peak_rss_mib(proc.pid)} MiB"
+            f"client errors {errors}, {took:.1f} s; "
+            f"peak RSS {rss_kib(proc.pid, 'VmHWM') // 1024} MiB"
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["rm", "-rf", work])
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,30 +15,12 @@ Loopback only; every wait is bounded.
 """
 import argparse
 import asyncio
-import json
-import os
 import re
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-SEED = os.path.join(os.path.dirname(__file__), "../../tests/fixtures/seed-inbound-completed.json")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+from gateway import free_port, padded_events, rss_kib, serve
 
 
 def metric(port, name):
@@ -77,33 +59,15 @@ def main():
     ap.add_argument("--toml", action="append", default=[])
     a = ap.parse_args()
 
-    seed = json.load(open(SEED))
     port, dead = free_port(), free_port()
-    work = tempfile.mkdtemp(prefix="callhook-outage-")
-    cfg = os.path.join(work, "c.toml")
-    with open(cfg, "w") as f:
-        f.write(
-            f'[server]\nlisten = "127.0.0.1:{port}"\n[spool]\ndurability = "os"\n'
-            f'segment_bytes = 67108864\n[log]\nlevel = "error"\n'
-            f'[kafka]\nbrokers = "127.0.0.1:{dead}"\n' + "".join(t + "\n" for t in a.toml)
-        )
-    proc = subprocess.Popen(
-        [a.bin, "serve", "--config", cfg, "--data-dir", os.path.join(work, "d")],
-        stderr=subprocess.PIPE,
-        text=True,
+    toml = (
+        '[spool]\ndurability = "os"\nsegment_bytes = 67108864\n[log]\nlevel = "error"\n'
+        f'[kafka]\nbrokers = "127.0.0.1:{dead}"\n' + "".join(t + "\n" for t in a.toml)
     )
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = proc.stderr.readline()
-            if "listening" in line or not line:
-                break
-        bodies = []
-        for i in range(a.events):
-            ev = dict(seed, uuid=f"outage-{i}", conversation_uuid=f"CON-outage-{i // 4}")
-            raw = json.dumps(ev)
-            ev["padding"] = "x" * max(0, a.body_kib * 1024 - len(raw) - 16)
-            bodies.append(json.dumps(ev).encode())
+    bodies = padded_events(
+        a.events, a.body_kib, uuid="outage-{i}", conversation_uuid="CON-outage-{q}"
+    )
+    with serve(a.bin, port, toml) as proc:
         per = [bodies[c :: a.conns] for c in range(a.conns)]
         counts = {}
         t0 = time.time()
@@ -125,14 +89,6 @@ def main():
             f"RSS now {rss_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB, "
             f"peak {rss_kib(proc.pid, 'VmHWM') / 1024:.0f} MiB"
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["rm", "-rf", work])
-
 
 if __name__ == "__main__":
     sys.exit(main())
