@@ -10,7 +10,9 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use metrics::{Key, Label, Level, Metadata};
+use metrics::{Key, Label};
+
+use crate::telemetry::handles::META;
 use serde_json::Value;
 
 use super::action::{Action, Ncco};
@@ -29,9 +31,6 @@ pub const DEFAULT_RULE_NAME: &str = "default";
 pub const MAX_RULE_NAME_LEN: usize = 64;
 /// `endpoint_type` values Vonage sends.
 const ENDPOINT_TYPES: [&str; 5] = ["phone", "sip", "websocket", "app", "vbc"];
-
-static METRIC_META: Metadata<'static> =
-    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// The compiled `[answer]` config: rules in order plus the default rule.
 #[derive(Debug)]
@@ -146,9 +145,7 @@ impl AnswerPlan {
             .find(|r| r.matches(req))
             .unwrap_or(&self.default);
         rule.hits_handle
-            .get_or_init(|| {
-                metrics::with_recorder(|rec| rec.register_counter(&rule.hits, &METRIC_META))
-            })
+            .get_or_init(|| metrics::with_recorder(|rec| rec.register_counter(&rule.hits, &META)))
             .increment(1);
         rule
     }
@@ -222,8 +219,7 @@ impl CompiledRule {
             if let Some(bytes) = template.render(req) {
                 if i > 0 {
                     metrics::with_recorder(|rec| {
-                        rec.register_counter(&self.invalid, &METRIC_META)
-                            .increment(1)
+                        rec.register_counter(&self.invalid, &META).increment(1)
                     });
                     tracing::debug!(rule = %self.name, step = i, "substituted value invalid; used a later NCCO of the rule");
                 }

@@ -23,6 +23,7 @@ use super::config::{DEFAULT_DEADLINE_MS, MAX_DEADLINE_MS, MIN_DEADLINE_MS};
 use super::error::{NccoError, Path, rule};
 use super::request::AnswerRequest;
 use super::rules::CompiledRule;
+use crate::telemetry::handles::META;
 
 static FALLBACK_LOG: crate::telemetry::logging::RateLimit =
     crate::telemetry::logging::RateLimit::new();
@@ -39,11 +40,9 @@ const POOL_MAX_IDLE_PER_HOST: usize = 64;
 const DURATION_METRIC: &str = "callhook_answer_upstream_duration_seconds";
 const REQUESTS_METRIC: &str = "callhook_answer_upstream_requests_total";
 
-/// Outcomes of `callhook_answer_upstream_requests_total`, in [`UpstreamMetrics`] order.
+/// Outcomes of `callhook_answer_upstream_requests_total`: `Ok`, then by
+/// [`UpstreamError::outcome`]; [`UpstreamMetrics`] keeps its keys in this order.
 const OUTCOMES: [&str; 4] = ["ok", "timeout", "error", "invalid"];
-
-static METRIC_META: metrics::Metadata<'static> =
-    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The upstream metrics' keys for one rule, built once: the macros would allocate the
 /// rule label on every call.
@@ -228,13 +227,18 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Fixed label for `callhook_answer_upstream_requests_total{outcome}`.
     pub fn outcome_label(&self) -> &'static str {
+        OUTCOMES[self.outcome()]
+    }
+
+    /// Its place in [`OUTCOMES`].
+    fn outcome(&self) -> usize {
         match self {
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::Invalid(_) => "invalid",
+            UpstreamError::Timeout => 1,
+            UpstreamError::Invalid(_) => 3,
             UpstreamError::Connect(_)
             | UpstreamError::Status(_)
             | UpstreamError::Body(_)
-            | UpstreamError::Request(_) => "error",
+            | UpstreamError::Request(_) => 2,
         }
     }
 }
@@ -307,16 +311,12 @@ impl UpstreamClient {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout),
         };
-        let outcome = result
-            .as_ref()
-            .map_or_else(UpstreamError::outcome_label, |_| "ok");
+        let at = result.as_ref().map_or_else(UpstreamError::outcome, |_| 0);
         let keys = &target.metrics;
-        let at = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(2);
         metrics::with_recorder(|rec| {
-            rec.register_histogram(&keys.duration, &METRIC_META)
+            rec.register_histogram(&keys.duration, &META)
                 .record(started.elapsed().as_secs_f64());
-            rec.register_counter(&keys.requests[at], &METRIC_META)
-                .increment(1);
+            rec.register_counter(&keys.requests[at], &META).increment(1);
         });
         result
     }

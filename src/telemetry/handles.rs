@@ -50,7 +50,9 @@ fn key(name: &'static str, labels: Labels<'_>) -> Key {
     Key::from_parts(name, labels)
 }
 
-const META: metrics::Metadata<'static> =
+/// The metadata every callhook metric registers with (the Prometheus exporter ignores
+/// it); shared by the places that register prebuilt keys themselves.
+pub const META: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 thread_local! {
