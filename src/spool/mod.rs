@@ -29,7 +29,9 @@
 //! One writer thread owns the tail. Every append queued while it was busy becomes the next
 //! batch: one vectored `write` (record headers from one buffer, bodies from their own
 //! `Bytes`, no copy) and one `fdatasync` for the whole batch. Under load batches grow and
-//! fsyncs per record fall; when idle a lone append pays one fsync.
+//! fsyncs per record fall; when idle a lone append pays one fsync. The writer runs under
+//! `SCHED_BATCH`, so an append does not preempt the request thread to wake it: on a busy
+//! core it runs once that thread waits, with everything queued meanwhile.
 //! A batch nobody awaits (answer-path records, `append_detached`) waits up to 10 ms for
 //! company first, without being woken by each detached append; an awaited append ends that
 //! wait at once.
