@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod forward;
 pub mod ncco;
+pub mod sched;
 pub mod server;
 pub mod shutdown;
 pub mod spool;

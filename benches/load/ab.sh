@@ -10,6 +10,11 @@
 #
 #   bash benches/load/ab.sh answer|event|inbound|mixed fsync|os ROUNDS BUILD|nginx [...]
 #
+# KAFKA_BROKERS=host:port turns on callhook's Kafka fan-out (topics created, replication
+# 1; start a broker with deploy/local/kafka-local.sh). THREADS=1 also prints, per round
+# and callhook build, each thread's CPU time and context switches (voluntary, then
+# involuntary) per request, from /proc/PID/task (threads of one name summed).
+#
 # The first round of the first server runs cold; compare medians. Loopback only; needs
 # wrk (and nginx when named).
 set -euo pipefail
@@ -19,12 +24,27 @@ WL=$1; DUR=$2; ROUNDS=$3; shift 3
 SECS=${SECONDS_PER_RUN:-5}
 command -v wrk >/dev/null || { echo "ab: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 W=$(mktemp -d)
-trap 'for f in "$W"/pid*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; rm -rf "$W"' EXIT
+# Stops every server and waits (5 s at most) for it to exit before removing its spool.
+stop_all() {
+  for f in "$W"/pid*; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  for f in "$W"/pid*; do
+    for _ in $(seq 1 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -rf "$W"
+}
+trap stop_all EXIT
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
 use_workload ab "$WL" "$W"
 # utime + stime of a process, all threads, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Per thread name: CPU ticks, voluntary and involuntary context switches, summed.
+thread_snap() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "$(tr ' ' _ < "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")" \
+      "$(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v, n}' "$t/status")"
+  done | awk '{c[$1] += $2; v[$1] += $3; n[$1] += $4} END {for (k in c) print k, c[k], v[k], n[k]}' | sort
+}
 i=0
 NGINX_AT=
 for b in "$@"; do
@@ -42,7 +62,9 @@ for b in "$@"; do
     continue
   fi
   [ -x "$b" ] || { echo "ab: $b is not an executable" >&2; exit 1; }
-  callhook_config "$port" "$DUR" > "$W/c$i.toml"
+  kafka=
+  [ -z "${KAFKA_BROKERS:-}" ] || kafka=$(printf '[kafka]\nbrokers = "%s"\ncreate_topics = true\nreplication_factor = 1\npartitions = 3' "$KAFKA_BROKERS")
+  callhook_config "$port" "$DUR" "$kafka" > "$W/c$i.toml"
   $PIN_SERVER "$b" serve --config "$W/c$i.toml" --data-dir "$W/d$i" > "$W/out$i" 2>&1 &
   echo $! > "$W/pid$i"
   cp "$W/pid$i" "$W/cpupid$i"
@@ -55,12 +77,18 @@ for r in $(seq 1 "$ROUNDS"); do
     i=$((i + 1))
     pid=$(cat "$W/cpupid$i")
     t0=$(cpu_ticks "$pid")
+    [ -z "${THREADS:-}" ] || thread_snap "$pid" > "$W/ts0"
     out=$($PIN_CLIENT wrk -t1 -c64 -d"${SECS}s" -s "$W/$WL.lua" "http://127.0.0.1:$(cat "$W/port$i")")
     t1=$(cpu_ticks "$pid")
+    [ -z "${THREADS:-}" ] || thread_snap "$pid" > "$W/ts1"
     rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
     n=$(awk '/requests in/ {print $1}' <<< "$out")
     us=$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
     echo "round $r server $i ($b): $rps req/s, $us CPU us/request"
+    if [ -n "${THREADS:-}" ] && [ "$b" != nginx ]; then
+      join "$W/ts0" "$W/ts1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" \
+        '{printf "  %-16s %6.2f CPU us, %.3f / %.3f switches per request\n", $1, ($5 - $2) / hz * 1e6 / n, ($6 - $3) / n, ($7 - $4) / n}'
+    fi
     echo "$rps" >> "$W/r$i"
     echo "$us" >> "$W/u$i"
   done

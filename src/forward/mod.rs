@@ -29,6 +29,7 @@ pub mod record;
 mod retry;
 pub mod status;
 mod upkeep;
+mod wake;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -141,7 +142,10 @@ impl Forwarder {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || status::run_guarded(|| pipeline.run(&flag), &on_panic))
+            .spawn(move || {
+                crate::sched::background_batch(THREAD);
+                status::run_guarded(|| pipeline.run(&flag), &on_panic)
+            })
             .map_err(ForwardError::Thread)?;
         Ok(Self {
             stop,
@@ -190,6 +194,8 @@ struct Topic {
 
 struct Pipeline {
     cfg: KafkaConfig,
+    /// Declared before `producer`, so it is dropped first (it holds the producer's queue).
+    wake: wake::ReportWake,
     producer: Producer,
     spool: Spool,
     status: Arc<KafkaStatus>,
@@ -259,6 +265,7 @@ impl Pipeline {
             reader: SpoolReader::open(spool.dir(), from),
             truncations: spool.truncations(),
             cfg,
+            wake: wake::ReportWake::new(producer.client()),
             producer,
             spool,
             status,
@@ -317,14 +324,15 @@ impl Pipeline {
             let read = self.read_and_send();
             self.retry_due();
             if self.serve_ready_events() == 0 && read == 0 {
-                // Nothing sent and no report waiting. rust-rdkafka's poll serves events
-                // until its timeout is over, so wait briefly while records are in flight
-                // (their reports make room in the window) and longer when all is quiet.
-                self.producer.poll(if self.held.len() > 0 {
+                // Nothing sent and no report waiting: sleep until librdkafka has an event
+                // (`wake`), at most briefly while records are in flight (their reports
+                // make room in the window) and longer when all is quiet.
+                self.wake.wait(if self.held.len() > 0 {
                     Duration::from_millis(1)
                 } else {
                     Duration::from_millis(5)
                 });
+                self.serve_ready_events();
                 self.clock.expire();
             }
             self.handle_reports();
@@ -576,7 +584,8 @@ impl Pipeline {
             .any(|(_, h)| matches!(h.state, State::InFlight | State::DlqInFlight))
             && Instant::now() < deadline
         {
-            self.producer.poll(Duration::from_millis(10));
+            self.wake.wait(Duration::from_millis(10));
+            self.serve_ready_events();
             self.handle_reports();
         }
         self.checkpoint_if_due(true);

@@ -74,24 +74,6 @@ fn appends_are_read_back_in_order_after_reopen() {
     });
 }
 
-/// Scheduling policy (`stat` field 41) of every writer thread in this process.
-fn writer_policies() -> Vec<u32> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != WRITER_THREAD {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue; // ended meanwhile
-        };
-        // Fields after the parenthesised name start at field 3.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        out.push(rest.split(' ').nth(41 - 3).unwrap().parse().unwrap());
-    }
-    out
-}
-
 #[test]
 fn the_writer_runs_as_a_batch_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,16 +82,16 @@ fn the_writer_runs_as_a_batch_thread() {
         spool.append(rec(0)).await.unwrap();
         // Other tests' writers may be starting: wait until none is left with the default.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut policies = writer_policies();
-        while policies.iter().any(|&p| p != libc::SCHED_BATCH as u32)
+        let mut policies = crate::sched::policies_of(WRITER_THREAD);
+        while policies.iter().any(|&p| p != libc::SCHED_BATCH)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(10));
-            policies = writer_policies();
+            policies = crate::sched::policies_of(WRITER_THREAD);
         }
         assert!(!policies.is_empty(), "no {WRITER_THREAD} thread found");
         assert!(
-            policies.iter().all(|&p| p == libc::SCHED_BATCH as u32),
+            policies.iter().all(|&p| p == libc::SCHED_BATCH),
             "writer scheduling policies {policies:?}, want SCHED_BATCH ({})",
             libc::SCHED_BATCH
         );

@@ -37,25 +37,6 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 static WRITE_FAIL_LOG: RateLimit = RateLimit::new();
 static ROLL_FAIL_LOG: RateLimit = RateLimit::new();
 
-/// Puts the calling thread (the writer) under `SCHED_BATCH`: same CPU share, but its
-/// wake-ups no longer preempt a running request thread. On a busy core each append used to
-/// wake the writer at once, which then wrote a batch of one or two records and switched back
-/// (0.53 context switches per event); now it runs when the tokio worker waits or its slice
-/// ends, with whatever queued meanwhile (batches of ~40; `durability = "os"`: 70k -> 89k
-/// events/s on one pinned core, CPU per event 16.6 -> 11 µs; see README, Performance).
-/// With an idle core the kernel wakes the writer there, so an ack is never held for
-/// longer than a scheduler slice (a few ms), and only on a saturated machine.
-fn batch_scheduling() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` outlives the call; pid 0 names the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-        tracing::warn!(
-            error = %io::Error::last_os_error(),
-            "spool writer keeps normal scheduling (SCHED_BATCH refused)"
-        );
-    }
-}
-
 pub(crate) type Ack = oneshot::Sender<Result<Seq, AppendError>>;
 
 pub(crate) enum Msg {
@@ -146,7 +127,7 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
-        batch_scheduling();
+        crate::sched::background_batch(super::WRITER_THREAD);
         let mut last_housekeeping = Instant::now();
         loop {
             let first = match rx.recv_timeout(HOUSEKEEPING) {
