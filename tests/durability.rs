@@ -197,3 +197,25 @@ async fn shutdown_does_not_wait_for_topic_creation_on_an_unreachable_cluster() {
     assert_eq!(gw.terminate(), Some(0), "clean exit within 30 s");
     assert_eq!(gw.tail(&[]).len(), 1);
 }
+
+/// `server.background_threads = "normal"` keeps the spool writer under the default
+/// policy (`SCHED_BATCH` otherwise; see README, How it keeps data safe).
+#[tokio::test]
+async fn background_threads_normal_keeps_the_default_policy() {
+    let body = compact(&fixture("seed-inbound-completed.json"));
+    for (extra, want) in [
+        ("", libc::SCHED_BATCH),
+        ("background_threads = \"normal\"\n", libc::SCHED_OTHER),
+    ] {
+        let gw = Gateway::start(extra);
+        assert_eq!(
+            gw.post("/webhooks/voice/event", body.clone()).await.status,
+            200
+        );
+        assert_eq!(
+            thread_stat(gw.child.id(), "spool-writer").1,
+            want,
+            "config {extra:?}"
+        );
+    }
+}

@@ -579,25 +579,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// `(utime + stime in clock ticks, scheduling policy)` of the gateway's thread `name`.
-fn thread_cpu(pid: u32, name: &str) -> (u64, i32) {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
-        // Fields after the parenthesised name start at field 3.
-        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        let n = |field: usize| f[field - 3].parse::<u64>().unwrap();
-        return (n(14) + n(15), n(41) as i32);
-    }
-    panic!("no thread {name} in callhook {pid}");
-}
-
 /// With nothing to send, the forwarder sleeps. rust-rdkafka's `poll(timeout)` spins
 /// through the last millisecond of every wait (it rounds the time left down to whole
 /// milliseconds), which cost 18% of a core with Kafka idle; the forwarder now sleeps on an
@@ -618,9 +599,9 @@ async fn an_idle_forwarder_sleeps_and_background_threads_run_as_batch() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = gw.child.id();
-    let (before, policy) = thread_cpu(pid, "kafka-forwarder");
+    let (before, policy) = thread_stat(pid, "kafka-forwarder");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (after, _) = thread_cpu(pid, "kafka-forwarder");
+    let (after, _) = thread_stat(pid, "kafka-forwarder");
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let share = (after - before) as f64 / hz as f64 / 3.0;
@@ -631,7 +612,7 @@ async fn an_idle_forwarder_sleeps_and_background_threads_run_as_batch() {
     );
     assert_eq!(policy, libc::SCHED_BATCH, "kafka-forwarder policy");
     assert_eq!(
-        thread_cpu(pid, "spool-writer").1,
+        thread_stat(pid, "spool-writer").1,
         libc::SCHED_BATCH,
         "spool-writer policy"
     );

@@ -3,9 +3,9 @@
 # comparisons finer than the load run's single cells: each server listens on its own port
 # (pinned to CPU 0), and wrk (CPU 1, 64 connections, SECONDS_PER_RUN s) drives them in
 # turn, ROUNDS times, so the shared machine's drifts (its speed moves by up to 2x within
-# minutes) hit every server alike. Prints req/s and the server's CPU time per request
-# (user + system, all its threads or nginx's worker) per round and server, then each
-# server's medians, and with `nginx` among them each build's median of its per-round
+# minutes) hit every server alike. Prints req/s, the server's CPU time per request
+# (user + system, all its threads or nginx's worker) and wrk's p99 / p99.9 latency per
+# round and server, then each server's medians, and with `nginx` among them each build's median of its per-round
 # ratios to nginx: the robust form of the load run's "vs nginx" column.
 #
 #   bash benches/load/ab.sh answer|event|inbound|mixed fsync|os ROUNDS BUILD|nginx [...]
@@ -13,7 +13,8 @@
 # KAFKA_BROKERS=host:port turns on callhook's Kafka fan-out (topics created, replication
 # 1; start a broker with deploy/local/kafka-local.sh). THREADS=1 also prints, per round
 # and callhook build, each thread's CPU time and context switches (voluntary, then
-# involuntary) per request, from /proc/PID/task (threads of one name summed).
+# involuntary) per request, from /proc/PID/task (threads of one name summed; one started
+# during the round counts from zero).
 #
 # The first round of the first server runs cold; compare medians. Loopback only; needs
 # wrk (and nginx when named).
@@ -36,6 +37,7 @@ trap stop_all EXIT
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
 use_workload ab "$WL" "$W"
+printf '\ndone = function(s, lat, req) io.write(string.format("LAT %%.3f %%.3f\\n", lat:percentile(99) / 1000, lat:percentile(99.9) / 1000)) end\n' >> "$W/$WL.lua"
 # utime + stime of a process, all threads, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Per thread name: CPU ticks, voluntary and involuntary context switches, summed.
@@ -84,20 +86,23 @@ for r in $(seq 1 "$ROUNDS"); do
     rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
     n=$(awk '/requests in/ {print $1}' <<< "$out")
     us=$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
-    echo "round $r server $i ($b): $rps req/s, $us CPU us/request"
+    read -r p99 p999 <<< "$(awk '/^LAT/ {print $2, $3}' <<< "$out")"
+    echo "round $r server $i ($b): $rps req/s, $us CPU us/request, p99 $p99 ms, p99.9 $p999 ms"
     if [ -n "${THREADS:-}" ] && [ "$b" != nginx ]; then
-      join "$W/ts0" "$W/ts1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" \
+      join -a2 -e0 -o auto "$W/ts0" "$W/ts1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" \
         '{printf "  %-16s %6.2f CPU us, %.3f / %.3f switches per request\n", $1, ($5 - $2) / hz * 1e6 / n, ($6 - $3) / n, ($7 - $4) / n}'
     fi
     echo "$rps" >> "$W/r$i"
     echo "$us" >> "$W/u$i"
+    echo "$p99" >> "$W/p99_$i"
+    echo "$p999" >> "$W/p999_$i"
   done
 done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 i=0
 for b in "$@"; do
   i=$((i + 1))
-  line="median server $i ($b): $(median "$W/r$i") req/s, $(median "$W/u$i") CPU us/request"
+  line="median server $i ($b): $(median "$W/r$i") req/s, $(median "$W/u$i") CPU us/request, p99 $(median "$W/p99_$i") ms, p99.9 $(median "$W/p999_$i") ms (per round $(paste -sd' ' "$W/p999_$i"))"
   if [ -n "$NGINX_AT" ] && [ "$i" != "$NGINX_AT" ]; then
     paste "$W/r$i" "$W/r$NGINX_AT" | awk '{printf "%.3f\n", $1 / $2}' > "$W/ratio$i"
     line="$line, $(median "$W/ratio$i")x nginx (per-round ratios $(paste -sd' ' "$W/ratio$i"))"

@@ -118,6 +118,7 @@ pub enum ServeError {
 async fn serve(cfg: Arc<Config>) -> Result<(), ServeError> {
     let metrics = telemetry::metrics::install();
     telemetry::metrics::spawn_upkeep(metrics.clone());
+    crate::sched::configure(cfg.server.background_threads);
     let (spool, rec) = Spool::open(cfg.spool_config())?;
     metrics::gauge!("callhook_spool_recovered_records").set(rec.tail_records as f64);
     metrics::gauge!("callhook_spool_recovery_cut_bytes").set(rec.cut_bytes as f64);

@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub allow_cidrs: Vec<IpNet>,
     /// Load balancers whose `X-Forwarded-For` is believed when checking `allow_cidrs`.
     pub trusted_proxies: Vec<IpNet>,
+    /// Scheduling policy of the spool writer and Kafka forwarder threads (`crate::sched`).
+    pub background_threads: crate::sched::Background,
 }
 
 /// PEM files for TLS termination.
@@ -125,6 +127,7 @@ impl Default for ServerConfig {
             tls: None,
             allow_cidrs: Vec::new(),
             trusted_proxies: Vec::new(),
+            background_threads: crate::sched::Background::default(),
         }
     }
 }

@@ -142,10 +142,7 @@ impl Forwarder {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || {
-                crate::sched::background_batch(THREAD);
-                status::run_guarded(|| pipeline.run(&flag), &on_panic)
-            })
+            .spawn(move || status::run_guarded(|| pipeline.run(&flag), &on_panic))
             .map_err(ForwardError::Thread)?;
         Ok(Self {
             stop,
@@ -314,6 +311,9 @@ impl Pipeline {
                 Err(e) => tracing::warn!(error = %e, "no runtime for topic creation"),
             }
         }
+        // After topic creation: threads started from this one (the admin client's,
+        // librdkafka's) would inherit the policy.
+        crate::sched::background_batch(THREAD);
         while !stop.load(Ordering::Acquire) {
             if self.producer.context().take_errored() {
                 self.fatal |= self.producer.client().fatal_error().is_some();
@@ -323,8 +323,8 @@ impl Pipeline {
             }
             let read = self.read_and_send();
             self.retry_due();
-            if self.serve_ready_events() == 0 && read == 0 {
-                // Nothing sent and no report waiting: sleep until librdkafka has an event
+            if self.serve_ready_events() == 0 && read == 0 && self.wake.pending() == 0 {
+                // Nothing sent and no event waiting: sleep until librdkafka has one
                 // (`wake`), at most briefly while records are in flight (their reports
                 // make room in the window) and longer when all is quiet.
                 self.wake.wait(if self.held.len() > 0 {
@@ -342,23 +342,20 @@ impl Pipeline {
         self.shutdown();
     }
 
-    /// Serves the delivery-report events already waiting and returns how many reports they
-    /// held. At a zero timeout rust-rdkafka's poll serves one event (one batch's reports)
-    /// per call: one call per round left reports queued until the window filled, and the
-    /// forwarder then stalled in a 5 ms poll.
+    /// Serves the events already waiting (delivery reports, errors, logs) and returns how
+    /// many reports they held. At a zero timeout rust-rdkafka's poll serves one event (one
+    /// batch's reports) per call: one call per round left reports queued until the window
+    /// filled, and the forwarder then stalled in a 5 ms poll.
     fn serve_ready_events(&mut self) -> usize {
         let queued = |p: &Producer| p.context().reports.lock().map_or(0, |r| r.len());
         let before = queued(&self.producer);
-        let mut last = before;
         for _ in 0..MAX_EVENTS_PER_ROUND {
-            self.producer.poll(Duration::ZERO);
-            let now = queued(&self.producer);
-            if now == last {
+            if self.wake.pending() == 0 {
                 break;
             }
-            last = now;
+            self.producer.poll(Duration::ZERO);
         }
-        last - before
+        queued(&self.producer) - before
     }
 
     /// Reads durable records not yet held, up to the in-flight bound, and sends them.
@@ -584,8 +581,9 @@ impl Pipeline {
             .any(|(_, h)| matches!(h.state, State::InFlight | State::DlqInFlight))
             && Instant::now() < deadline
         {
-            self.wake.wait(Duration::from_millis(10));
-            self.serve_ready_events();
+            if self.serve_ready_events() == 0 && self.wake.pending() == 0 {
+                self.wake.wait(Duration::from_millis(10));
+            }
             self.handle_reports();
         }
         self.checkpoint_if_due(true);

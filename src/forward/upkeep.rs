@@ -19,7 +19,10 @@ impl Pipeline {
             .client()
             .fatal_error()
             .map_or_else(String::new, |(code, reason)| format!("{code}: {reason}"));
-        let fresh = match producer::create(&self.cfg, self.status.clone()) {
+        // Made under the default policy: librdkafka's threads would inherit this one's.
+        let fresh = match crate::sched::default_policy(|| {
+            producer::create(&self.cfg, self.status.clone())
+        }) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, fatal = %why, "could not replace the Kafka producer after a fatal error; retrying in 5 s");
@@ -31,7 +34,7 @@ impl Pipeline {
         metrics::counter!("callhook_kafka_producer_replaced_total").increment(1);
         self.producer
             .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-        self.producer.poll(Duration::ZERO);
+        self.serve_ready_events();
         self.handle_reports();
         // Dropping the old producer purges and flushes it once more (rust-rdkafka's drop);
         // reports from that land in its own context, which goes with it.

@@ -5,13 +5,14 @@
 //! a millisecond is left it polls with a zero timeout, again and again, reading the clock
 //! between calls: every poll ended in up to a millisecond of spinning, and the forwarder's
 //! 1 ms wait while records were in flight spun for all of it. Under an event load that was
-//! 9.8 µs of the forwarder thread per event (68% of it in `clock_gettime`), on the cores
-//! the requests need, and with nothing to do the thread still used 18% of a core.
+//! 10-12.6 µs of the forwarder thread per event (68% of it in `clock_gettime`), on the
+//! cores the requests need, and with nothing to do the thread still used 18% of a core.
 //!
-//! Instead librdkafka writes to an eventfd when an event lands on the queue the producer
-//! polls (its main queue, where delivery reports and errors arrive) after it was last
-//! polled (`rd_kafka_queue_io_event_enable`), and the forwarder sleeps in `poll(2)` on that
-//! fd, then serves what came with zero-timeout polls.
+//! Instead librdkafka writes to an eventfd when an event lands on the empty queue the
+//! producer polls (its main queue, where delivery reports and errors arrive), once per
+//! poll (`rd_kafka_queue_io_event_enable`), and the forwarder sleeps in `poll(2)` on that
+//! fd, then serves what came with zero-timeout polls. It sleeps only with the queue empty
+//! ([`ReportWake::pending`]): an event left queued would mean no write for the next one.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use super::producer::Context;
 pub(super) struct ReportWake {
     /// `None` where the eventfd could not be made: waits then sleep their whole timeout.
     fd: Option<OwnedFd>,
+    /// The producer's main queue (a handle of our own, never null).
     queue: *mut rd::rd_kafka_queue_t,
 }
 
@@ -35,6 +37,9 @@ unsafe impl Send for ReportWake {}
 
 impl ReportWake {
     pub(super) fn new(client: &Client<Context>) -> Self {
+        // SAFETY: the client is alive; the queue handle is released in `drop`, before it.
+        let queue = unsafe { rd::rd_kafka_queue_get_main(client.native_ptr()) };
+        assert!(!queue.is_null(), "librdkafka returned no main queue");
         // SAFETY: plain syscall; the fd it returns, if any, is owned from here on.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if raw < 0 {
@@ -42,15 +47,10 @@ impl ReportWake {
                 error = %std::io::Error::last_os_error(),
                 "no eventfd for Kafka delivery reports; the forwarder polls on a timer"
             );
-            return Self {
-                fd: None,
-                queue: std::ptr::null_mut(),
-            };
+            return Self { fd: None, queue };
         }
         // SAFETY: `raw` is a new, open fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: the client is alive; the queue handle is released in `drop`, before it.
-        let queue = unsafe { rd::rd_kafka_queue_get_main(client.native_ptr()) };
         let one = 1u64.to_ne_bytes();
         // SAFETY: librdkafka copies the payload (an eventfd takes an 8-byte count); the fd
         // stays open until the wake-ups are turned off in `drop`.
@@ -63,8 +63,15 @@ impl ReportWake {
         }
     }
 
-    /// Returns once an event may have arrived since the queue was last polled, or after
-    /// `timeout` (at least 1 ms). The caller then polls with a zero timeout.
+    /// Events waiting on the producer's queue (delivery reports, errors, logs). Sleep in
+    /// [`wait`](Self::wait) only when this is 0.
+    pub(super) fn pending(&self) -> usize {
+        // SAFETY: the handle is alive until `drop`.
+        unsafe { rd::rd_kafka_queue_length(self.queue) }
+    }
+
+    /// Returns once an event may have arrived on the (empty) queue, or after `timeout` (at
+    /// least 1 ms). The caller then polls with a zero timeout.
     pub(super) fn wait(&self, timeout: Duration) {
         let Some(fd) = &self.fd else {
             std::thread::sleep(timeout);
@@ -88,14 +95,65 @@ impl ReportWake {
 
 impl Drop for ReportWake {
     fn drop(&mut self) {
-        if self.queue.is_null() {
-            return;
-        }
         // SAFETY: the handle came from `rd_kafka_queue_get_main` and its producer is still
-        // alive (see the type's doc); wake-ups are turned off before the fd closes.
+        // alive (see the type's doc); wake-ups are turned off before the fd closes (after
+        // this function).
         unsafe {
-            rd::rd_kafka_queue_io_event_enable(self.queue, -1, std::ptr::null(), 0);
+            if self.fd.is_some() {
+                rd::rd_kafka_queue_io_event_enable(self.queue, -1, std::ptr::null(), 0);
+            }
             rd::rd_kafka_queue_destroy(self.queue);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::producer::{BaseRecord, Producer as _};
+
+    use super::ReportWake;
+    use crate::forward::{KafkaStatus, producer};
+
+    /// A record that cannot be delivered (nothing listens on the port) gets its failed
+    /// report after `message.timeout.ms`; the eventfd must wake the wait for it, long
+    /// before the wait's own timeout.
+    #[test]
+    fn a_delivery_report_ends_the_wait() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let cfg = crate::config::KafkaConfig {
+            brokers: Some(format!("127.0.0.1:{port}")),
+            message_timeout_ms: 300,
+            ..Default::default()
+        };
+        let producer = producer::create(&cfg, Arc::new(KafkaStatus::new(true))).unwrap();
+        let wake = ReportWake::new(producer.client());
+        let rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to("t", 7).payload(&b"x"[..]);
+        producer.send(rec).map_err(|(e, _)| e).unwrap();
+        let started = Instant::now();
+        let report = loop {
+            // Errors (connection refused) come first; serve them until the report is in.
+            while wake.pending() > 0 {
+                producer.poll(Duration::ZERO);
+            }
+            if let Some(r) = producer.context().reports.lock().unwrap().pop() {
+                break r;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no report");
+            wake.wait(Duration::from_secs(60));
+        };
+        assert_eq!(report.0, 7, "the report is the record's");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited {:?}: the eventfd never woke the wait",
+            started.elapsed()
+        );
+        drop(wake);
     }
 }

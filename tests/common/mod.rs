@@ -609,3 +609,22 @@ where
     assert!(eof.is_ok(), "the connection stayed open");
     got.windows(9).filter(|w| w == b"HTTP/1.1 ").count()
 }
+
+/// `(utime + stime in clock ticks, scheduling policy)` of the gateway's thread `name`.
+pub fn thread_stat(pid: u32, name: &str) -> (u64, i32) {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+        // Fields after the parenthesised name start at field 3.
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let n = |field: usize| f[field - 3].parse::<u64>().unwrap();
+        return (n(14) + n(15), n(41) as i32);
+    }
+    panic!("no thread {name} in callhook {pid}");
+}
