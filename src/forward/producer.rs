@@ -204,6 +204,22 @@ pub fn reason(code: RDKafkaErrorCode) -> &'static str {
     }
 }
 
+/// A producer pointed at a loopback port nobody listens on (for tests of what librdkafka
+/// reports then: connection refused, all brokers down, timed-out deliveries).
+#[cfg(test)]
+pub(crate) fn unreachable(message_timeout_ms: u64) -> Producer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let cfg = KafkaConfig {
+        brokers: Some(format!("127.0.0.1:{port}")),
+        message_timeout_ms,
+        ..Default::default()
+    };
+    create(&cfg, Arc::new(KafkaStatus::new(true))).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -275,17 +291,8 @@ mod tests {
     #[test]
     fn rdkafka_hands_each_error_event_over_twice() {
         use std::sync::atomic::Ordering;
-        // A loopback port nobody listens on: librdkafka reports a transport failure and
-        // that all brokers are down.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let cfg = crate::config::KafkaConfig {
-            brokers: Some(format!("127.0.0.1:{port}")),
-            ..Default::default()
-        };
-        let producer = super::create(&cfg, Arc::new(KafkaStatus::new(true))).unwrap();
+        // librdkafka reports a transport failure and that all brokers are down.
+        let producer = super::unreachable(crate::config::KafkaConfig::default().message_timeout_ms);
         let calls = &rdkafka::producer::Producer::context(&producer).calls;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while calls[1].load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {

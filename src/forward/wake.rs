@@ -109,29 +109,19 @@ impl Drop for ReportWake {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use rdkafka::producer::{BaseRecord, Producer as _};
 
     use super::ReportWake;
-    use crate::forward::{KafkaStatus, producer};
+    use crate::forward::producer;
 
     /// A record that cannot be delivered (nothing listens on the port) gets its failed
     /// report after `message.timeout.ms`; the eventfd must wake the wait for it, long
     /// before the wait's own timeout.
     #[test]
     fn a_delivery_report_ends_the_wait() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let cfg = crate::config::KafkaConfig {
-            brokers: Some(format!("127.0.0.1:{port}")),
-            message_timeout_ms: 300,
-            ..Default::default()
-        };
-        let producer = producer::create(&cfg, Arc::new(KafkaStatus::new(true))).unwrap();
+        let producer = producer::unreachable(300);
         let wake = ReportWake::new(producer.client());
         let rec: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to("t", 7).payload(&b"x"[..]);
