@@ -3,9 +3,9 @@
 //! The spool writer is woken by every append, the Kafka forwarder by librdkafka's delivery
 //! reports and its short timers while records flow. Under the default policy each wake-up
 //! preempts the tokio worker on a busy core to do a sliver of work (for the writer: a batch
-//! of one or two records), then switches back. Under `SCHED_BATCH` they keep their CPU share but do not
-//! preempt on wake-up; they run when the worker waits or its slice ends, with everything
-//! queued meanwhile. On a machine with an idle core the kernel wakes them there at once; on
+//! of one or two records), then switches back. Under `SCHED_BATCH` they keep their CPU
+//! share but do not preempt on wake-up; they run when the worker waits or its slice ends,
+//! with everything queued meanwhile. On a machine with an idle core the kernel wakes them there at once; on
 //! a saturated one they wait for the running thread to block or be preempted at a tick, so
 //! their work (an ack after the fsync, too) can come a few ms later than it would. That
 //! shows in the far tail of answers alone at saturation (p99.9 4-5 ms -> 5-15 ms with

@@ -36,10 +36,10 @@ impl Pipeline {
             .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         self.serve_ready_events();
         self.handle_reports();
-        // Dropping the old producer purges and flushes it once more (rust-rdkafka's drop);
-        // reports from that land in its own context, which goes with it.
         // The old producer's wake-up goes first: it holds that producer's queue.
         self.wake = super::wake::ReportWake::new(fresh.client());
+        // Dropping the old producer purges and flushes it once more (rust-rdkafka's drop);
+        // reports from that land in its own context, which goes with it.
         drop(std::mem::replace(&mut self.producer, fresh));
         self.fatal = false;
         // A broker that keeps provoking fatal errors gets a new producer at most this often,
