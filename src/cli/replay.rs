@@ -28,6 +28,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::config::{Config, KafkaConfig, Overrides};
 use crate::forward::producer::{self, Producer};
+use crate::forward::wake::ReportWake;
 use crate::forward::{KafkaStatus, admin, record};
 use crate::spool::reader::SpoolReader;
 use crate::spool::{Seq, StoredRecord};
@@ -238,6 +239,8 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
             return ExitCode::from(2);
         }
     };
+    // Declared after the producer, so dropped before it (it holds the producer's queue).
+    let wake = ReportWake::new(producer.client());
     let prefix = args.topic_prefix.clone().unwrap_or_default();
     let mut topics = Topics {
         cfg: &cfg,
@@ -267,7 +270,7 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
                 continue;
             }
         };
-        match send(&producer, &rec, kind, &topic, &cfg.ce_source, &mut t) {
+        match send(&producer, &wake, &rec, kind, &topic, &cfg.ce_source, &mut t) {
             Ok(()) => {
                 t.sent += 1;
                 t.in_flight += 1;
@@ -278,7 +281,7 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
         producer.poll(Duration::ZERO);
         t.drain(&producer);
         while t.in_flight >= max_in_flight {
-            producer.poll(Duration::from_millis(10));
+            wake.serve_or_wait(&producer, Duration::from_millis(10));
             t.drain(&producer);
         }
     }
@@ -287,7 +290,7 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
         Instant::now() + Duration::from_millis(cfg.message_timeout_ms) + Duration::from_secs(5);
     while t.in_flight > 0 && Instant::now() < deadline {
         let _ = producer.flush(Duration::from_millis(100));
-        producer.poll(Duration::from_millis(10));
+        wake.serve_or_wait(&producer, Duration::from_millis(10));
         t.drain(&producer);
     }
     let undelivered = t.in_flight;
@@ -352,10 +355,11 @@ impl Topics<'_> {
     }
 }
 
-/// Produces one record as the forwarder does, plus `callhook_replayed: true`. Waits (polling)
-/// while librdkafka's queue is full.
+/// Produces one record as the forwarder does, plus `callhook_replayed: true`. Waits (serving
+/// reports) while librdkafka's queue is full.
 fn send(
     producer: &Producer,
+    wake: &ReportWake,
     rec: &StoredRecord,
     kind: WebhookKind,
     topic: &str,
@@ -378,7 +382,7 @@ fn send(
         match producer.send(out) {
             Ok(()) => return Ok(()),
             Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                producer.poll(Duration::from_millis(50));
+                wake.serve_or_wait(producer, Duration::from_millis(50));
                 t.drain(producer);
                 out = back;
             }

@@ -29,7 +29,7 @@ pub mod record;
 mod retry;
 pub mod status;
 mod upkeep;
-mod wake;
+pub(crate) mod wake;
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -24,7 +24,7 @@ use super::producer::Context;
 
 /// The eventfd and the queue handle that writes to it. Drop it before its producer: the
 /// handle refers to the producer's queue.
-pub(super) struct ReportWake {
+pub(crate) struct ReportWake {
     /// `None` where the eventfd could not be made: waits then sleep their whole timeout.
     fd: Option<OwnedFd>,
     /// The producer's main queue (a handle of our own, never null).
@@ -36,7 +36,7 @@ pub(super) struct ReportWake {
 unsafe impl Send for ReportWake {}
 
 impl ReportWake {
-    pub(super) fn new(client: &Client<Context>) -> Self {
+    pub(crate) fn new(client: &Client<Context>) -> Self {
         // SAFETY: the client is alive; the queue handle is released in `drop`, before it.
         let queue = unsafe { rd::rd_kafka_queue_get_main(client.native_ptr()) };
         assert!(!queue.is_null(), "librdkafka returned no main queue");
@@ -65,14 +65,14 @@ impl ReportWake {
 
     /// Events waiting on the producer's queue (delivery reports, errors, logs). Sleep in
     /// [`wait`](Self::wait) only when this is 0.
-    pub(super) fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         // SAFETY: the handle is alive until `drop`.
         unsafe { rd::rd_kafka_queue_length(self.queue) }
     }
 
     /// Returns once an event may have arrived on the (empty) queue, or after `timeout` (at
     /// least 1 ms). The caller then polls with a zero timeout.
-    pub(super) fn wait(&self, timeout: Duration) {
+    pub(crate) fn wait(&self, timeout: Duration) {
         let Some(fd) = &self.fd else {
             std::thread::sleep(timeout);
             return;
@@ -90,6 +90,22 @@ impl ReportWake {
         let mut buf = [0u8; 8];
         // SAFETY: reads at most 8 bytes into `buf`.
         unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    }
+
+    /// Serves the events waiting on `producer`'s queue; with none, sleeps until one comes
+    /// (`timeout` at most) and serves what came: rust-rdkafka's `poll(timeout)` without
+    /// its spin, and without waiting out the timeout once an event is in.
+    pub(crate) fn serve_or_wait(&self, producer: &super::producer::Producer, timeout: Duration) {
+        if self.pending() == 0 {
+            self.wait(timeout);
+        }
+        // Bounded: events that keep coming are served by the caller's next round.
+        for _ in 0..1024 {
+            if self.pending() == 0 {
+                break;
+            }
+            producer.poll(Duration::ZERO);
+        }
     }
 }
 
