@@ -7,10 +7,11 @@
 //! share but do not preempt on wake-up; they run when the worker waits or its slice ends,
 //! with everything queued meanwhile. On a machine with an idle core the kernel wakes them there at once; on
 //! a saturated one they wait for the running thread to block or be preempted at a tick, so
-//! their work (an ack after the fsync, too) can come a few ms later than it would. That
-//! shows in the far tail of answers alone at saturation (p99.9 4-5 ms -> 5-15 ms with
-//! `durability = "os"`), not with events in the mix; `server.background_threads =
-//! "normal"` turns it off (README, Performance).
+//! their work (an ack after the fsync, too) can come a few ms later than it would. The
+//! writer therefore takes the default policy back while answers alone linger (see
+//! `spool::writer`): woken late from that timer, it had met a large backlog and held the
+//! core, stretching the answers' p99.9 at saturation. `server.background_threads =
+//! "normal"` keeps the default policy throughout (README, Performance).
 //! Threads inherit the policy: librdkafka's are created under the default one
 //! ([`default_policy`]).
 
@@ -20,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Background {
-    /// `SCHED_BATCH`: more events per core at saturation, a longer answer p99.9 there.
+    /// `SCHED_BATCH` (the writer: while it writes awaited records): more events per core
+    /// at saturation.
     #[default]
     Batch,
     /// The default policy, as before 2026-11-24.
@@ -53,17 +55,32 @@ fn current() -> libc::c_int {
 /// chose another policy for the process (systemd `CPUSchedulingPolicy=`, `chrt`). Where the
 /// platform refuses it (a seccomp profile), the thread keeps its policy and a warning says
 /// so.
-pub fn background_batch(thread: &str) {
+pub fn background_batch(thread: &str) -> bool {
     if NORMAL.load(Ordering::Relaxed) || current() != libc::SCHED_OTHER {
-        return;
+        return false;
     }
-    if let Err(error) = set(libc::SCHED_BATCH) {
-        tracing::warn!(
-            thread,
-            %error,
-            "thread keeps normal scheduling (SCHED_BATCH refused)"
-        );
+    match set(libc::SCHED_BATCH) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(
+                thread,
+                %error,
+                "thread keeps normal scheduling (SCHED_BATCH refused)"
+            );
+            false
+        }
     }
+}
+
+/// Switches a thread that [`background_batch`] put under `SCHED_BATCH` to the default
+/// policy (`false`) or back (`true`); returns whether it switched.
+pub fn set_batch(on: bool) -> bool {
+    set(if on {
+        libc::SCHED_BATCH
+    } else {
+        libc::SCHED_OTHER
+    })
+    .is_ok()
 }
 
 /// Runs `f` under the default policy, so that threads it starts (librdkafka's) do not
@@ -73,33 +90,6 @@ pub fn default_policy<T>(f: impl FnOnce() -> T) -> T {
     let out = f();
     if batch {
         let _ = set(libc::SCHED_BATCH);
-    }
-    out
-}
-
-/// Scheduling policy (`SCHED_*`) of each thread of this process named `name`, from
-/// `/proc/self/task`.
-#[cfg(test)]
-pub(crate) fn policies_of(name: &str) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        // A thread that ended meanwhile has no stat left.
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised name start at field 3; the policy is field 41.
-        let policy = stat
-            .rfind(')')
-            .and_then(|end| stat[end + 2..].split(' ').nth(41 - 3))
-            .and_then(|p| p.parse::<i32>().ok());
-        out.extend(policy);
     }
     out
 }

@@ -31,7 +31,8 @@
 //! `Bytes`, no copy) and one `fdatasync` for the whole batch. Under load batches grow and
 //! fsyncs per record fall; when idle a lone append pays one fsync. The writer runs under
 //! `SCHED_BATCH`, so an append does not preempt the request thread to wake it: on a busy
-//! core it runs once that thread waits, with everything queued meanwhile.
+//! core it runs once that thread waits, with everything queued meanwhile. While a batch
+//! nobody awaits lingers it takes the default policy, so its timer wakes it on time.
 //! A batch nobody awaits (answer-path records, `append_detached`) waits up to 10 ms for
 //! company first, without being woken by each detached append; an awaited append ends that
 //! wait at once.
@@ -122,6 +123,9 @@ pub enum OpenError {
 
 /// State shared between the writer thread and handles.
 pub(crate) struct Shared {
+    /// The writer thread's id, for tests of its scheduling.
+    #[cfg(test)]
+    writer_tid: std::sync::atomic::AtomicI32,
     /// Next sequence number; every record below it is durable.
     durable_next: watch::Sender<u64>,
     /// The sink's checkpoint: first record not yet delivered downstream.
@@ -172,6 +176,8 @@ impl Spool {
         })?;
         let (durable_next, _) = watch::channel(recovered.next_seq.0);
         let shared = Arc::new(Shared {
+            #[cfg(test)]
+            writer_tid: std::sync::atomic::AtomicI32::new(0),
             durable_next,
             forwarded: AtomicU64::new(0),
             oldest_seq: AtomicU64::new(0),
