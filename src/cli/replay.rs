@@ -281,7 +281,11 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
         producer.poll(Duration::ZERO);
         t.drain(&producer);
         while t.in_flight >= max_in_flight {
-            wake.serve_or_wait(&producer, Duration::from_millis(10));
+            wake.serve_or_wait(
+                &producer,
+                Duration::from_millis(10),
+                crate::forward::MAX_EVENTS_PER_ROUND,
+            );
             t.drain(&producer);
         }
     }
@@ -290,7 +294,11 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
         Instant::now() + Duration::from_millis(cfg.message_timeout_ms) + Duration::from_secs(5);
     while t.in_flight > 0 && Instant::now() < deadline {
         let _ = producer.flush(Duration::from_millis(100));
-        wake.serve_or_wait(&producer, Duration::from_millis(10));
+        wake.serve_or_wait(
+            &producer,
+            Duration::from_millis(10),
+            crate::forward::MAX_EVENTS_PER_ROUND,
+        );
         t.drain(&producer);
     }
     let undelivered = t.in_flight;
@@ -382,7 +390,11 @@ fn send(
         match producer.send(out) {
             Ok(()) => return Ok(()),
             Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                wake.serve_or_wait(producer, Duration::from_millis(50));
+                wake.serve_or_wait(
+                    producer,
+                    Duration::from_millis(50),
+                    crate::forward::MAX_EVENTS_PER_ROUND,
+                );
                 t.drain(producer);
                 out = back;
             }

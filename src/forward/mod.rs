@@ -59,8 +59,9 @@ pub const THREAD: &str = "kafka-forwarder";
 const DLQ_BIT: usize = 1 << 62;
 /// Records read from the spool between two polls of the producer.
 const READ_BATCH: usize = 4096;
-/// Delivery-report events served between two reads of the spool, at most.
-const MAX_EVENTS_PER_ROUND: usize = 256;
+/// librdkafka events served in one round (between two reads of the spool, or in one of
+/// `replay`'s waits), at most.
+pub(crate) const MAX_EVENTS_PER_ROUND: usize = 256;
 /// `by_kind` slots: one per value of a kind's spool byte.
 const KIND_SLOTS: usize = 1 << u8::BITS;
 /// How far past the oldest unconfirmed record reading may go, in multiples of
@@ -349,12 +350,7 @@ impl Pipeline {
     fn serve_ready_events(&mut self) -> usize {
         let queued = |p: &Producer| p.context().reports.lock().map_or(0, |r| r.len());
         let before = queued(&self.producer);
-        for _ in 0..MAX_EVENTS_PER_ROUND {
-            if self.wake.pending() == 0 {
-                break;
-            }
-            self.producer.poll(Duration::ZERO);
-        }
+        self.wake.serve(&self.producer, MAX_EVENTS_PER_ROUND);
         queued(&self.producer) - before
     }
 

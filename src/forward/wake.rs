@@ -20,7 +20,7 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::Client;
 
-use super::producer::Context;
+use super::producer::{Context, Producer};
 
 /// The eventfd and the queue handle that writes to it. Drop it before its producer: the
 /// handle refers to the producer's queue.
@@ -92,20 +92,26 @@ impl ReportWake {
         unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     }
 
-    /// Serves the events waiting on `producer`'s queue; with none, sleeps until one comes
-    /// (`timeout` at most) and serves what came: rust-rdkafka's `poll(timeout)` without
-    /// its spin, and without waiting out the timeout once an event is in.
-    pub(crate) fn serve_or_wait(&self, producer: &super::producer::Producer, timeout: Duration) {
-        if self.pending() == 0 {
-            self.wait(timeout);
-        }
-        // Bounded: events that keep coming are served by the caller's next round.
-        for _ in 0..1024 {
+    /// Serves the events waiting on `producer`'s queue, `max` at most (events that keep
+    /// coming are left to the caller's next round). At a zero timeout rust-rdkafka's poll
+    /// serves one event (one batch's reports) per call.
+    pub(crate) fn serve(&self, producer: &Producer, max: usize) {
+        for _ in 0..max {
             if self.pending() == 0 {
                 break;
             }
             producer.poll(Duration::ZERO);
         }
+    }
+
+    /// Serves the events waiting; with none, sleeps until one comes (`timeout` at most) and
+    /// serves what came: rust-rdkafka's `poll(timeout)` without its spin, and without
+    /// waiting out the timeout once an event is in.
+    pub(crate) fn serve_or_wait(&self, producer: &Producer, timeout: Duration, max: usize) {
+        if self.pending() == 0 {
+            self.wait(timeout);
+        }
+        self.serve(producer, max);
     }
 }
 
@@ -145,9 +151,7 @@ mod tests {
         let started = Instant::now();
         let report = loop {
             // Errors (connection refused) come first; serve them until the report is in.
-            while wake.pending() > 0 {
-                producer.poll(Duration::ZERO);
-            }
+            wake.serve(&producer, usize::MAX);
             if let Some(r) = producer.context().reports.lock().unwrap().pop() {
                 break r;
             }
