@@ -1,5 +1,7 @@
 //! Crash loop: signed events at a high rate, the gateway SIGKILLed at random moments 20
-//! times and restarted on the same spool. Every event that got a 2xx must be in the spool.
+//! times and restarted on the same spool. Every event that got a 2xx must be in the spool;
+//! with retention deleting (and so recycling) segments, every one newer than the oldest
+//! kept, and nothing deleted comes back.
 
 mod common;
 use std::collections::HashSet;
@@ -11,19 +13,19 @@ use common::*;
 const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
 const SECRET: &str = "crash-loop-signature-secret-0123";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
-    let cfg = format!(
-        "[[applications]]\nid = \"{APP}\"\nname = \"crash\"\napi_key = \"k\"\nsignature_secrets = [\"{SECRET}\"]\ncapabilities = [\"voice\"]\n"
-    );
+/// Runs 20 rounds of load, each ended by SIGKILL at a pseudo-random moment. Returns the
+/// acknowledged event ids, the spooled ones in spool order, how many were sent, and how
+/// many segments the rounds recycled (from /metrics just before each kill).
+async fn crash_loop(cfg: &str) -> (Vec<String>, Vec<String>, usize, f64) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut sent = 0usize;
+    let mut recycled = 0f64;
     // Pseudo-random kill moments, reproducible (xorshift).
     let mut seed = 0x9e3779b97f4a7c15u64;
     for round in 0..20 {
-        let mut gw = Gateway::start_in(&data, &cfg, &[]);
+        let mut gw = Gateway::start_in(&data, cfg, &[]);
         let addr = gw.addr;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -32,7 +34,7 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
             clients.push(tokio::spawn(async move {
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let id = format!("r{round}-c{c}-{n}");
+                    let id = format!("r{round:02}-c{c}-{n:06}");
                     n += 1;
                     let body = format!(
                         r#"{{"uuid":"{id}","conversation_uuid":"CON-{c}","status":"started"}}"#
@@ -71,14 +73,28 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_millis(50 + seed % 250)).await;
+        recycled += gw.metric("callhook_spool_segments_recycled_total").await;
         gw.kill9();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in clients {
             sent += c.await.unwrap();
         }
     }
-    let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
     let spooled = spooled_uuids(&data);
+    let acked = acked.lock().unwrap().clone();
+    (acked, spooled, sent, recycled)
+}
+
+fn app_cfg(extra: &str) -> String {
+    format!(
+        "{extra}[[applications]]\nid = \"{APP}\"\nname = \"crash\"\napi_key = \"k\"\nsignature_secrets = [\"{SECRET}\"]\ncapabilities = [\"voice\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
+    let (acked, spooled, sent, _) = crash_loop(&app_cfg("")).await;
+    let acked: HashSet<String> = acked.into_iter().collect();
     let unique: HashSet<String> = spooled.iter().cloned().collect();
     let missing = acked.difference(&unique).count();
     eprintln!(
@@ -89,4 +105,48 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
     );
     assert!(acked.len() > 100, "the load ran");
     assert_eq!(missing, 0, "acknowledged events missing after SIGKILLs");
+}
+
+/// Small segments and size retention: segments are deleted, kept as spares and written
+/// over within every round, so most kills hit a recycled tail. Per client (whose events
+/// go one after another), the spool holds its events in order with none repeated, and
+/// every acknowledged one from its oldest kept event on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_on_recycled_segments_lose_nothing_kept() {
+    let cfg =
+        app_cfg("max_body_bytes = 1024\n[spool]\nsegment_bytes = 8192\nretention_bytes = 32768\n");
+    let (acked, spooled, sent, recycled) = crash_loop(&cfg).await;
+    // Ids sort in sending order per client: r<round>-c<client>-<n>.
+    let client = |id: &str| id.split('-').nth(1).unwrap().to_owned();
+    let mut kept: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for id in &spooled {
+        kept.entry(client(id)).or_default().push(id.clone());
+    }
+    let mut missing = 0;
+    for (c, ids) in &kept {
+        for w in ids.windows(2) {
+            assert!(
+                w[0] < w[1],
+                "client {c}: {} then {} in the spool",
+                w[0],
+                w[1]
+            );
+        }
+        let present: HashSet<&String> = ids.iter().collect();
+        missing += acked
+            .iter()
+            .filter(|id| client(id) == *c && **id > ids[0] && !present.contains(id))
+            .count();
+    }
+    eprintln!(
+        "recycling crash loop: {sent} sent, {} acknowledged, {} kept, {recycled} segments recycled, {missing} missing",
+        acked.len(),
+        spooled.len()
+    );
+    assert!(kept.len() >= 4, "events of several clients kept");
+    assert!(recycled >= 5.0, "segments were recycled: {recycled}");
+    assert_eq!(
+        missing, 0,
+        "acknowledged events newer than the oldest kept are missing"
+    );
 }

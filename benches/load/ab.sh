@@ -14,13 +14,15 @@
 # 1; start a broker with deploy/local/kafka-local.sh). THREADS=1 also prints, per round
 # and callhook build, each thread's CPU time and context switches (voluntary, then
 # involuntary) per request, from /proc/PID/task (threads of one name summed; one started
-# during the round counts from zero).
+# during the round counts from zero). SPOOL_EXTRA adds lines to callhook's [spool]
+# section, e.g. a small `retention_bytes` for the steady state of a long-running spool,
+# where every roll finds a segment to delete (and, from 2026-11-25, to recycle).
 #
 # The first round of the first server runs cold; compare medians. Loopback only; needs
 # wrk (and nginx when named).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 4 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,17p' "$0"; exit 2; }
 WL=$1; DUR=$2; ROUNDS=$3; shift 3
 SECS=${SECONDS_PER_RUN:-5}
 command -v wrk >/dev/null || { echo "ab: wrk is missing (apt-get install wrk)" >&2; exit 1; }
@@ -66,7 +68,7 @@ for b in "$@"; do
   [ -x "$b" ] || { echo "ab: $b is not an executable" >&2; exit 1; }
   kafka=
   [ -z "${KAFKA_BROKERS:-}" ] || kafka=$(printf '[kafka]\nbrokers = "%s"\ncreate_topics = true\nreplication_factor = 1\npartitions = 3' "$KAFKA_BROKERS")
-  callhook_config "$port" "$DUR" "$kafka" > "$W/c$i.toml"
+  callhook_config "$port" "$DUR" "${SPOOL_EXTRA:+$SPOOL_EXTRA$'\n'}$kafka" > "$W/c$i.toml"
   $PIN_SERVER "$b" serve --config "$W/c$i.toml" --data-dir "$W/d$i" > "$W/out$i" 2>&1 &
   echo $! > "$W/pid$i"
   cp "$W/pid$i" "$W/cpupid$i"

@@ -6,12 +6,13 @@
 //! (0 mostly; also 1, 41, and values near `u64::MAX`).
 //!
 //! Invariants: never panics; the reader terminates (every record consumes at least a
-//! header), returns records that `record::decode` also finds at that offset, keeps its
-//! offset at the end of the last record, and stays at `None` once there. `recover` never
-//! panics and fails only on a bad magic (leaving the file alone); after it the tail holds
-//! only whole records numbered from the segment's first sequence number, `tail_records` of
-//! them, exactly the leading run the reader saw; the cut bytes are saved in
-//! `<segment>.torn-<offset>`; a second recovery changes nothing.
+//! header), returns records that `record::decode` also finds at that offset, numbered
+//! from the segment's first one by one, keeps its offset at the end of the last record, and
+//! stays at `None` once there. `recover` never panics and fails only on a bad magic
+//! (leaving the file alone); after it the tail holds only whole records numbered from the
+//! segment's first sequence number, `tail_records` of them, exactly the leading run the
+//! reader saw; the cut bytes are saved in `<segment>.torn-<offset>` unless they start
+//! with an end marker; a second recovery changes nothing.
 #![no_main]
 
 use std::path::Path;
@@ -23,8 +24,8 @@ use callhook::spool::segment::{self, MAGIC, SegmentReader};
 use libfuzzer_sys::fuzz_target;
 
 /// Reads a segment to its end; returns the records and how the read stopped.
-fn read_all(path: &Path, file: &[u8]) -> (Vec<StoredRecord>, bool) {
-    let mut reader = SegmentReader::open(path).expect("open segment");
+fn read_all(path: &Path, first: u64, file: &[u8]) -> (Vec<StoredRecord>, bool) {
+    let mut reader = SegmentReader::open(path, Seq(first)).expect("open segment");
     let mut out = Vec::new();
     // Each record is at least HEADER_LEN bytes, so this bound is never reached by a
     // terminating reader.
@@ -40,6 +41,11 @@ fn read_all(path: &Path, file: &[u8]) -> (Vec<StoredRecord>, bool) {
                 let at = Bytes::copy_from_slice(&file[before as usize..]);
                 let (want, n) = record::decode(&at).expect("reader returned a bad record");
                 assert_eq!((&want, n), (&rec, rec.encoded_len()), "reader vs decode");
+                assert_eq!(
+                    Some(rec.seq.0),
+                    first.checked_add(out.len() as u64),
+                    "returned a record not numbered one past the last"
+                );
                 out.push(rec);
             }
             Ok(None) => {
@@ -80,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
     let path = segment::path_for(&dir, Seq(first));
     std::fs::write(&path, &file).unwrap();
 
-    let (records, _) = read_all(&path, &file);
+    let (records, _) = read_all(&path, first, &file);
 
     let rec = match recovery::recover(&dir) {
         Ok(r) => r,
@@ -128,7 +134,16 @@ fuzz_target!(|data: &[u8]| {
     } else if file.len() >= MAGIC.len() {
         assert_eq!(after.len(), good_len, "recovered length");
         assert_eq!(&after[..], &file[..good_len], "recovery changed kept bytes");
-        assert_eq!(rec.cut_bytes, (file.len() - good_len) as u64, "cut_bytes");
+        // Past an end marker (a zero length) is space, not a torn write: cut, not saved.
+        let at_marker = file.len() >= good_len + 8 && file[good_len..good_len + 4] == [0; 4];
+        let mut torn = path.as_os_str().to_owned();
+        torn.push(format!(".torn-{good_len}"));
+        if at_marker {
+            assert_eq!(rec.cut_bytes, 0, "cut_bytes at an end marker");
+            assert!(!Path::new(&torn).exists(), "bytes past an end marker saved");
+        } else {
+            assert_eq!(rec.cut_bytes, (file.len() - good_len) as u64, "cut_bytes");
+        }
         if rec.cut_bytes > 0 {
             let mut torn = path.as_os_str().to_owned();
             torn.push(format!(".torn-{good_len}"));
@@ -150,13 +165,13 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(rec.total_bytes, after.len() as u64, "total_bytes");
     // Reading back yields only valid, consecutive records, then a clean end.
-    let (back, clean) = read_all(&path, &after);
+    let (back, clean) = read_all(&path, first, &after);
     assert!(clean, "recovered segment does not read to a clean end");
     assert_eq!(back.len(), run);
     for (i, (a, b)) in back.iter().zip(&records).enumerate() {
         assert_eq!(a, b, "record {i} changed");
     }
-    let mut reader = SegmentReader::open(&path).unwrap();
+    let mut reader = SegmentReader::open(&path, Seq(first)).unwrap();
     while reader.next_record().unwrap().is_some() {}
     assert_eq!(
         reader.pending(),

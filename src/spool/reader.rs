@@ -22,6 +22,9 @@ pub struct SpoolReader {
     /// Set by `restart`: the segment and file offset of the record `next` names, so the
     /// segment is read again from there rather than from its start.
     resume: Option<(SegmentInfo, u64, Seq)>,
+    /// A bad record at the end of the live segment, taken once for one still being
+    /// written (see `next_record`): the position and its offset.
+    suspect: Option<(Seq, u64)>,
 }
 
 impl SpoolReader {
@@ -33,6 +36,7 @@ impl SpoolReader {
             next: from,
             reopened_at: None,
             resume: None,
+            suspect: None,
         }
     }
 
@@ -83,7 +87,7 @@ impl SpoolReader {
             // and rewrite are not the record); still bad, with the next one whole and
             // numbered after it, only it is lost (logged, counted) and the segment reads on.
             if let Err(ReadError::Decode { offset, .. }) = read
-                && let Some(stepped) = reader.step_over(info.first_seq)?
+                && let Some(stepped) = reader.step_over()?
             {
                 let rec = match stepped {
                     Stepped::Reread(rec) => rec,
@@ -112,6 +116,7 @@ impl SpoolReader {
             match (read, later) {
                 (Ok(Some(rec)), _) if rec.seq < self.next => continue,
                 (Ok(Some(rec)), _) => {
+                    self.suspect = None;
                     self.next = Seq(rec.seq.0 + 1);
                     return Ok(Some(rec));
                 }
@@ -133,6 +138,16 @@ impl SpoolReader {
                 (Ok(None) | Err(ReadError::Decode { .. }), Some(later)) => {
                     let (path, offset) = (info.path.clone(), reader.offset());
                     self.skip_to(&path, offset, later.first_seq);
+                }
+                // A bad record at the end of the live segment may be one the writer is
+                // copying in right now: a recycled segment is written over in place, with
+                // no file size that grows only once the bytes are there. Read again (by
+                // the next call) before calling it corrupt.
+                (Err(ReadError::Decode { offset, .. }), None)
+                    if self.suspect != Some((self.next, offset)) =>
+                {
+                    self.suspect = Some((self.next, offset));
+                    return Ok(None);
                 }
                 // The current end of the spool, or an error worth retrying (I/O).
                 (read, _) => return read,
@@ -188,9 +203,9 @@ impl SpoolReader {
         }
         let reader = match self.resume.take() {
             Some((at, offset, seq)) if at == info && seq == self.next => {
-                SegmentReader::open_at(&info.path, offset)?
+                SegmentReader::open_at(&info.path, info.first_seq, offset, seq)?
             }
-            _ => SegmentReader::open(&info.path)?,
+            _ => SegmentReader::open(&info.path, info.first_seq)?,
         };
         self.current = Some((info, reader));
         Ok(true)

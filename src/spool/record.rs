@@ -195,6 +195,16 @@ pub enum DecodeError {
     Corrupt(&'static str),
 }
 
+/// The end marker the writer writes (see [`is_end_marker`]).
+pub const END_MARKER: [u8; PREFIX_LEN] = [0; PREFIX_LEN];
+
+/// Whether `prefix` is an end marker: a zero length, never a record's. The writer puts one
+/// after each batch in a segment with old bytes past its end (a recycled file), so the
+/// data visibly ends there; recovery and readers stop at it.
+pub fn is_end_marker(prefix: &[u8; PREFIX_LEN]) -> bool {
+    prefix[..4] == [0; 4]
+}
+
 /// Reads the total record length from an 8-byte prefix, rejecting impossible values.
 pub fn total_len(prefix: &[u8; PREFIX_LEN]) -> Result<usize, DecodeError> {
     let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;

@@ -1,11 +1,12 @@
 //! Startup scan: find the segments, validate the tail one record by record, and cut a torn
-//! final write so appends continue from the last record that is whole.
+//! final write (or whatever lies past an end marker) so appends continue from the last
+//! record that is whole.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::record::Seq;
+use super::record::{self, PREFIX_LEN, Seq};
 use super::segment::{self, MAGIC, ReadError, SegmentInfo, SegmentReader};
 
 /// What recovery found; logged at startup and used to seed the writer.
@@ -51,8 +52,14 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     };
     let mut cut_bytes = 0;
     if good_len < len {
-        cut_bytes = len - good_len;
-        save_cut(&tail.path, good_len)?;
+        // Past an end marker lie a recycled file's old bytes, or records of a batch whose
+        // start never reached the disk (so it was never acknowledged): space, not data,
+        // and not a torn write. They are cut all the same, so that no reader ever meets
+        // them as records.
+        if !ends_at_marker(&tail.path, good_len)? {
+            cut_bytes = len - good_len;
+            save_cut(&tail.path, good_len)?;
+        }
         let f = OpenOptions::new().write(true).open(&tail.path)?;
         f.set_len(good_len)?;
         f.sync_all()?;
@@ -78,7 +85,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
 
 /// Counts whole records with the expected sequence numbers; returns (records, valid length).
 fn scan(tail: &SegmentInfo) -> io::Result<(u64, u64)> {
-    let mut reader = SegmentReader::open(&tail.path)?;
+    let mut reader = SegmentReader::open(&tail.path, tail.first_seq)?;
     let mut expect = tail.first_seq.0;
     loop {
         // The first call also consumes the magic: a bad first record cuts after it.
@@ -99,6 +106,18 @@ fn scan(tail: &SegmentInfo) -> io::Result<(u64, u64)> {
             }
             Err(ReadError::Io(e)) => return Err(e),
         }
+    }
+}
+
+/// Whether the bytes at `at` are an end marker.
+fn ends_at_marker(path: &Path, at: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut prefix = [0u8; PREFIX_LEN];
+    let f = std::fs::File::open(path)?;
+    match f.read_exact_at(&mut prefix, at) {
+        Ok(()) => Ok(record::is_end_marker(&prefix)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

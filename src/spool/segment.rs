@@ -79,6 +79,15 @@ pub enum ReadError {
 /// Reads records one by one from a segment file. At the end of the written data it returns
 /// `Ok(None)` and can be called again later to pick up records appended since (follow mode).
 ///
+/// The written data ends at the end of the file, at an end marker (a record prefix whose
+/// length is zero), or at a record not numbered one past the last (the first: the
+/// segment's first sequence number). A recycled segment (see `writer/files.rs`) keeps an
+/// older segment's bytes past its end marker, and a reader racing the writer may see them
+/// before the marker lands; a reader still holding a deleted segment's file sees the new
+/// segment's records appear in it once it is recycled. At such an end the buffered bytes
+/// are dropped, so the next call reads the file again there rather than holding on to
+/// what the writer has overwritten since.
+///
 /// File data goes through one reused buffer (zero-filled only when it grows) and each
 /// record is copied out into its own small allocation. Handing out slices of shared chunks
 /// instead made every chunk live as long as its slowest record, and the churn of large
@@ -95,13 +104,17 @@ pub struct SegmentReader {
     checked_magic: bool,
     /// Sequence number of the last record returned.
     last_seq: Option<Seq>,
+    /// The segment's first sequence number (from its name).
+    first: Seq,
 }
 
 const CHUNK: usize = 256 * 1024;
 
 impl SegmentReader {
-    pub fn open(path: &Path) -> io::Result<Self> {
+    /// A reader at the start of the segment whose first record is numbered `first`.
+    pub fn open(path: &Path, first: Seq) -> io::Result<Self> {
         Ok(Self {
+            first,
             file: File::open(path)?,
             buf: Vec::new(),
             start: 0,
@@ -112,11 +125,12 @@ impl SegmentReader {
         })
     }
 
-    /// A reader at `offset`, the start of a record that a reader of this file returned
+    /// A reader at `offset`, the start of record `at`, which a reader of this file returned
     /// the one before of (its [`offset`](Self::offset)): nothing before it is read again.
-    pub fn open_at(path: &Path, offset: u64) -> io::Result<Self> {
-        let mut r = Self::open(path)?;
-        if offset >= MAGIC.len() as u64 {
+    pub fn open_at(path: &Path, first: Seq, offset: u64, at: Seq) -> io::Result<Self> {
+        let mut r = Self::open(path, first)?;
+        if offset >= MAGIC.len() as u64 && at > first {
+            r.last_seq = Some(Seq(at.0 - 1));
             r.file.seek(SeekFrom::Start(offset))?;
             r.offset = offset;
             r.checked_magic = true;
@@ -162,6 +176,14 @@ impl SegmentReader {
         Ok(true)
     }
 
+    /// The number the next record must have.
+    fn expected(&self) -> Option<Seq> {
+        match self.last_seq {
+            None => Some(self.first),
+            Some(s) => s.0.checked_add(1).map(Seq),
+        }
+    }
+
     /// Takes the next `n` buffered bytes (which `fill` made present).
     fn take(&mut self, n: usize) -> &[u8] {
         let s = &self.buf[self.start..self.start + n];
@@ -188,6 +210,10 @@ impl SegmentReader {
         }
         let mut prefix = [0u8; PREFIX_LEN];
         prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX_LEN]);
+        if record::is_end_marker(&prefix) {
+            self.rewind(self.offset)?;
+            return Ok(None);
+        }
         let total = match record::total_len(&prefix) {
             Ok(total) => total,
             Err(source) => return Err(self.bad_record(source)?),
@@ -196,6 +222,10 @@ impl SegmentReader {
             return Ok(None);
         }
         match record::decode(self.take(total)) {
+            Ok((rec, _)) if Some(rec.seq) != self.expected() => {
+                self.rewind(self.offset)?;
+                Ok(None)
+            }
             Ok((rec, n)) => {
                 self.offset += n as u64;
                 self.last_seq = Some(rec.seq);
@@ -232,9 +262,8 @@ impl SegmentReader {
     /// and its length is readable, steps over that one record when the record after it is
     /// whole and numbered one past it, so only it is lost. Otherwise (a bad length, or
     /// nothing after it confirms the step yet) the reader stays at the bad record and
-    /// `None` is returned. `first` is the segment's first sequence number, the bad
-    /// record's own when it is the first.
-    pub fn step_over(&mut self, first: Seq) -> Result<Option<Stepped>, ReadError> {
+    /// `None` is returned.
+    pub fn step_over(&mut self) -> Result<Option<Stepped>, ReadError> {
         match self.next_record() {
             Ok(Some(rec)) => return Ok(Some(Stepped::Reread(rec))),
             // Still being written: nothing to judge yet.
@@ -243,7 +272,10 @@ impl SegmentReader {
             Err(e) => return Err(e),
         }
         let bad = self.offset;
-        let (bad_seq, last_seq) = (self.last_seq.map_or(first.0, |s| s.0 + 1), self.last_seq);
+        let last_seq = self.last_seq;
+        let Some(bad_seq) = self.expected() else {
+            return Ok(None);
+        };
         if !self.fill(PREFIX_LEN)? {
             return Ok(None);
         }
@@ -257,8 +289,10 @@ impl SegmentReader {
         }
         self.start += total;
         self.offset += total as u64;
+        // The record after it must be numbered one past it.
+        self.last_seq = Some(bad_seq);
         match self.next_record() {
-            Ok(Some(rec)) if rec.seq.0 == bad_seq + 1 => Ok(Some(Stepped::Over(rec))),
+            Ok(Some(rec)) => Ok(Some(Stepped::Over(rec))),
             _ => {
                 self.rewind(bad)?;
                 self.last_seq = last_seq;

@@ -3,7 +3,7 @@
 //! then wakes all their waiters. Tokio workers never block on the disk.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -17,7 +17,10 @@ use super::segment::{self, SegmentInfo};
 use super::{AppendError, Durability, Shared, SpoolConfig};
 use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
-use files::{create_segment_atomically, flush, remove_unfinished_segments, start_flusher};
+use files::{
+    Spare, create_segment_atomically, end_padding, flush, recycle_spare, remove_unfinished_files,
+    start_flusher, write_all_at,
+};
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -58,7 +61,13 @@ pub(crate) struct Writer {
     closed: Vec<Segment>,
     tail: Segment,
     file: File,
+    /// Size of the tail's file: past `tail.len` when it is a recycled file (its old bytes
+    /// lie behind an end marker), else `tail.len`.
+    tail_file_len: u64,
+    /// Deleted segments kept to be written over as new ones (`files.rs`).
+    spares: Vec<Spare>,
     next_seq: u64,
+    /// Bytes of records (and magics) in the segments: what retention counts.
     total_bytes: u64,
     /// Record headers of the batch being written, and where each ends: reused per batch.
     head: Vec<u8>,
@@ -94,8 +103,9 @@ impl Writer {
         let tail = segs
             .pop()
             .ok_or_else(|| io::Error::other("recovery returned no segment"))?;
-        let file = OpenOptions::new().append(true).open(&tail.info.path)?;
-        remove_unfinished_segments(&cfg.dir);
+        // Writes go to explicit offsets (`write_all_at`); recovery left no end marker.
+        let file = OpenOptions::new().write(true).open(&tail.info.path)?;
+        remove_unfinished_files(&cfg.dir);
         let flusher = (cfg.durability == Durability::Os)
             .then(start_flusher)
             .flatten();
@@ -104,8 +114,10 @@ impl Writer {
             cfg,
             shared,
             closed: segs,
+            tail_file_len: tail.len,
             tail,
             file,
+            spares: Vec::new(),
             next_seq: rec.next_seq.0,
             total_bytes: rec.total_bytes,
             head: Vec::with_capacity(64 * 1024),
@@ -119,7 +131,7 @@ impl Writer {
         // A spool already at its budget (a lowered budget, or a restart while full) is
         // not ready until housekeeping makes room, as `housekeeping` judges it later; not
         // only from the first append it refuses.
-        if w.total_bytes + w.cfg.disk_budget_bytes / 100 > w.cfg.disk_budget_bytes {
+        if w.disk_bytes(0) + w.cfg.disk_budget_bytes / 100 > w.cfg.disk_budget_bytes {
             w.shared.full.store(true, Ordering::Relaxed);
         }
         w.publish();
@@ -212,7 +224,8 @@ impl Writer {
                 last_housekeeping = Instant::now();
             }
             if let Some(done) = shutdown {
-                let _ = self.file.sync_all();
+                // A recycled tail is left cut at its last record, as a roll leaves it.
+                let _ = self.cut_tail();
                 let _ = done.send(());
                 return;
             }
@@ -230,10 +243,10 @@ impl Writer {
             return;
         }
         let len = rec.encoded_len() as u64;
-        if self.total_bytes + self.pending_bytes + len > self.cfg.disk_budget_bytes {
+        if self.disk_bytes(self.pending_bytes + len) > self.cfg.disk_budget_bytes {
             self.commit();
             self.housekeeping(true);
-            if self.total_bytes + len > self.cfg.disk_budget_bytes {
+            if self.disk_bytes(len) > self.cfg.disk_budget_bytes {
                 metrics::counter!("callhook_spool_budget_rejections_total").increment(1);
                 self.shared.full.store(true, Ordering::Relaxed);
                 reply(ack, Err(AppendError::Full));
@@ -264,6 +277,9 @@ impl Writer {
                 return;
             }
             self.roll_due = false;
+            // Retention acts per roll too, not only every few seconds: that keeps spares
+            // coming under a steady load (`files.rs`).
+            self.housekeeping(false);
         }
         let seq = Seq(self.next_seq);
         self.next_seq += 1;
@@ -311,8 +327,19 @@ impl Writer {
                 slices.push(IoSlice::new(&rec.body));
             }
         }
+        // In a recycled file the data must visibly end here: zeros follow the batch, an
+        // end marker, to the end of its page (written over by the next batch).
+        let end = self.tail.len + bytes;
+        let pad = if self.tail_file_len > end {
+            end_padding(end)
+        } else {
+            &[]
+        };
+        if !pad.is_empty() {
+            slices.push(IoSlice::new(pad));
+        }
         let started = Instant::now();
-        let result = write_all_vectored(&mut self.file, &mut slices).and_then(|()| {
+        let result = write_all_at(&self.file, &mut slices, self.tail.len).and_then(|()| {
             if self.cfg.durability == Durability::Fsync {
                 self.file.sync_data()
             } else {
@@ -332,7 +359,8 @@ impl Writer {
                     &[],
                     pending.len() as f64,
                 );
-                self.tail.len += bytes;
+                self.tail.len = end;
+                self.tail_file_len = self.tail_file_len.max(end + pad.len() as u64);
                 self.tail.modified = SystemTime::now();
                 self.total_bytes += bytes;
                 self.shared.full.store(false, Ordering::Relaxed);
@@ -351,10 +379,7 @@ impl Writer {
                 // Undo the partial batch so the segment stays a sequence of whole records;
                 // if even that fails the spool stops taking writes rather than risk holes,
                 // until `try_repair` manages the undo (retried on every batch).
-                let undone = self
-                    .file
-                    .set_len(self.tail.len)
-                    .and_then(|()| self.file.sync_all());
+                let undone = self.cut_tail();
                 self.shared.truncations.fetch_add(1, Ordering::Release);
                 if let Err(e2) = undone {
                     tracing::error!(error = %e2, "could not undo a failed spool write; refusing further appends");
@@ -386,10 +411,7 @@ impl Writer {
     /// tail is back at its last whole record (and that is durable) appends resume; until then
     /// they keep getting [`AppendError::Failed`].
     fn try_repair(&mut self) {
-        let undone = self
-            .file
-            .set_len(self.tail.len)
-            .and_then(|()| self.file.sync_all());
+        let undone = self.cut_tail();
         // Readers drop what they buffered past the durable end (even if the cut failed:
         // the next attempt bumps again before anything there becomes durable).
         self.shared.truncations.fetch_add(1, Ordering::Release);
@@ -399,7 +421,20 @@ impl Writer {
         }
     }
 
+    /// Cuts the tail file back to its last whole record (a recycled file's old bytes
+    /// included) and makes that durable.
+    fn cut_tail(&mut self) -> io::Result<()> {
+        self.file.set_len(self.tail.len)?;
+        self.tail_file_len = self.tail.len;
+        self.file.sync_all()
+    }
+
     fn roll(&mut self) -> io::Result<()> {
+        if self.tail_file_len > self.tail.len {
+            // A closed segment ends at its last record, like any other.
+            self.file.set_len(self.tail.len)?;
+            self.tail_file_len = self.tail.len;
+        }
         if self.cfg.durability == Durability::Fsync {
             // Only metadata is left to flush: every batch was fdatasynced.
             self.file.sync_all()?;
@@ -408,7 +443,24 @@ impl Writer {
             first_seq: Seq(self.next_seq),
             path: segment::path_for(&self.cfg.dir, Seq(self.next_seq)),
         };
-        let file = create_segment_atomically(&self.cfg.dir, &info)?;
+        let (file, file_len) = match self.spares.pop() {
+            Some(spare) => match recycle_spare(&self.cfg.dir, &spare, &info, self.cfg.durability) {
+                Ok(file) => {
+                    metrics::counter!("callhook_spool_segments_recycled_total").increment(1);
+                    (file, spare.len)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, spare = %spare.path.display(), "could not reuse a spare spool segment; deleted it");
+                    let file = create_segment_atomically(&self.cfg.dir, &info)?;
+                    (file, segment::MAGIC.len() as u64)
+                }
+            },
+            None => (
+                create_segment_atomically(&self.cfg.dir, &info)?,
+                segment::MAGIC.len() as u64,
+            ),
+        };
+        self.tail_file_len = file_len.max(segment::MAGIC.len() as u64);
         let old = std::mem::replace(
             &mut self.tail,
             Segment {
@@ -439,26 +491,34 @@ impl Writer {
     }
 
     /// Makes positions and sizes visible to readers and metrics.
+    /// Bytes of the spool's files on disk, what the disk budget counts, were `extra` bytes
+    /// appended: records, spares, and a recycled tail's space not written over yet (which
+    /// appends fill before the file grows).
+    fn disk_bytes(&self, extra: u64) -> u64 {
+        let spares: u64 = self.spares.iter().map(|s| s.len).sum();
+        let reserved = self.tail_file_len.saturating_sub(self.tail.len);
+        self.total_bytes + spares + reserved.max(extra)
+    }
+
     fn publish(&self) {
         let oldest = self
             .closed
             .first()
             .map_or(self.tail.info.first_seq.0, |s| s.info.first_seq.0);
         self.shared.oldest_seq.store(oldest, Ordering::Release);
-        self.shared
-            .total_bytes
-            .store(self.total_bytes, Ordering::Relaxed);
+        let disk = self.disk_bytes(0);
+        self.shared.total_bytes.store(disk, Ordering::Relaxed);
         self.shared
             .segments
             .store(self.closed.len() as u64 + 1, Ordering::Relaxed);
         self.shared.durable_next.send_replace(self.next_seq);
-        handles::gauge_set("callhook_spool_bytes", self.total_bytes as f64);
+        handles::gauge_set("callhook_spool_bytes", disk as f64);
         handles::gauge_set("callhook_spool_segments", (self.closed.len() + 1) as f64);
         handles::gauge_set("callhook_spool_records", (self.next_seq - oldest) as f64);
         handles::gauge_set("callhook_spool_next_seq", self.next_seq as f64);
         handles::gauge_set(
             "callhook_spool_budget_ratio",
-            self.total_bytes as f64 / self.cfg.disk_budget_bytes.max(1) as f64,
+            disk as f64 / self.cfg.disk_budget_bytes.max(1) as f64,
         );
     }
 }
@@ -484,21 +544,9 @@ fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {
     }
 }
 
-/// `Write::write_all_vectored` is unstable; this is the same loop on stable.
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote zero bytes")),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 mod files;
+#[cfg(test)]
+mod recycle_tests;
 mod retention;
 #[cfg(test)]
 mod tests;

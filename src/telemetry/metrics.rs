@@ -143,10 +143,16 @@ pub const CATALOGUE: &[(&str, char, Option<Unit>, &str)] = &[
         "callhook_spool_bytes",
         'g',
         Some(Unit::Bytes),
-        "Bytes in spool segments.",
+        "Bytes of spool files on disk (segments, and deleted ones kept for reuse): what the disk budget counts.",
     ),
     ("callhook_spool_records", 'g', None, "Records in the spool."),
     ("callhook_spool_segments", 'g', None, "Spool segment files."),
+    (
+        "callhook_spool_segments_recycled_total",
+        'c',
+        None,
+        "New spool segments written over a deleted one's file instead of grown from empty.",
+    ),
     (
         "callhook_spool_next_seq",
         'g',
@@ -308,6 +314,7 @@ const ZERO_AT_START: &[&str] = &[
     "callhook_spool_budget_rejections_total",
     "callhook_spool_write_errors_total",
     "callhook_spool_skipped_records_total",
+    "callhook_spool_segments_recycled_total",
     "callhook_http_write_timeouts_total",
     "callhook_kafka_dlq_failures_total",
     "callhook_kafka_producer_replaced_total",
@@ -334,7 +341,8 @@ pub fn install() -> PrometheusHandle {
             // Another recorder may exist in tests that embed callhook; metrics then go there.
             let _ = metrics::set_global_recorder(recorder);
             describe();
-            // Error counters start at 0 so dashboards show 0 rather than "no data".
+            // Error counters (and the recycling count) start at 0 so dashboards show 0
+            // rather than "no data".
             for (name, kind, _, _) in CATALOGUE {
                 if *kind == 'c' && ZERO_AT_START.contains(name) {
                     metrics::counter!(*name).absolute(0);

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::Writer;
+use super::files::{MAX_SPARES, SPARE_EXT, Spare};
 use crate::spool::segment;
 
 impl Writer {
@@ -14,6 +15,15 @@ impl Writer {
         let forwarded = self.shared.forwarded.load(Ordering::Acquire);
         let now = SystemTime::now();
         let mut removed = false;
+        if budget_pressure {
+            // Room for records first.
+            for spare in std::mem::take(&mut self.spares) {
+                if let Err(e) = std::fs::remove_file(&spare.path) {
+                    tracing::warn!(error = %e, path = %spare.path.display(), "could not delete a spare spool segment");
+                }
+                removed = true;
+            }
+        }
         while let Some(oldest) = self.closed.first() {
             // The segment's records are [first_seq, next segment's first_seq).
             let end = self
@@ -33,7 +43,16 @@ impl Writer {
             if !(fully_forwarded && (too_old || too_big || freeable)) {
                 break;
             }
-            match std::fs::remove_file(&oldest.info.path) {
+            let gone = match self.spare_path(oldest.len, budget_pressure) {
+                Some(path) => std::fs::rename(&oldest.info.path, &path).map(|()| {
+                    self.spares.push(Spare {
+                        path,
+                        len: oldest.len,
+                    });
+                }),
+                None => std::fs::remove_file(&oldest.info.path),
+            };
+            match gone {
                 Ok(()) => {
                     self.total_bytes -= oldest.len;
                     self.closed.remove(0);
@@ -51,8 +70,21 @@ impl Writer {
         }
         // Ready again once there is room (1% of the budget), not only after the next
         // successful append, which a load balancer honouring /readyz would never send.
-        if self.total_bytes + self.cfg.disk_budget_bytes / 100 <= self.cfg.disk_budget_bytes {
+        if self.disk_bytes(0) + self.cfg.disk_budget_bytes / 100 <= self.cfg.disk_budget_bytes {
             self.shared.full.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Where the oldest closed segment, `len` bytes, goes to be kept as a spare instead of
+    /// deleted, if it should be (see `files.rs`): a segment near full size, while fewer
+    /// than [`MAX_SPARES`] wait and the disk budget keeps a tenth free with it kept.
+    fn spare_path(&self, len: u64, budget_pressure: bool) -> Option<std::path::PathBuf> {
+        let oldest = self.closed.first()?;
+        let budget = self.cfg.disk_budget_bytes;
+        (!budget_pressure
+            && self.spares.len() < MAX_SPARES
+            && len >= self.cfg.segment_bytes / 2
+            && self.disk_bytes(0) <= budget - budget / 10)
+            .then(|| oldest.info.path.with_extension(SPARE_EXT))
     }
 }
