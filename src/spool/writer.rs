@@ -328,10 +328,14 @@ impl Writer {
             }
         }
         // In a recycled file the data must visibly end here: zeros follow the batch, an
-        // end marker, to the end of its page (written over by the next batch).
+        // end marker, to the end of its page (written over by the next batch), though not
+        // past the file's end, which the disk budget counted. Fewer than a marker's bytes
+        // left there read as a record not yet complete, and recovery cuts them.
         let end = self.tail.len + bytes;
         let pad = if self.tail_file_len > end {
-            end_padding(end)
+            let room = usize::try_from(self.tail_file_len - end).unwrap_or(usize::MAX);
+            let pad = end_padding(end);
+            &pad[..pad.len().min(room)]
         } else {
             &[]
         };
@@ -445,9 +449,9 @@ impl Writer {
         };
         let (file, file_len) = match self.spares.pop() {
             Some(spare) => match recycle_spare(&self.cfg.dir, &spare, &info, self.cfg.durability) {
-                Ok(file) => {
+                Ok((file, len)) => {
                     metrics::counter!("callhook_spool_segments_recycled_total").increment(1);
-                    (file, spare.len)
+                    (file, len)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, spare = %spare.path.display(), "could not reuse a spare spool segment; deleted it");

@@ -107,8 +107,9 @@ pub(super) fn end_padding(end: u64) -> &'static [u8] {
     &ZEROS[..pad]
 }
 
-/// Makes `spare` the segment `seg`: its first page a magic and then zeros (an end marker),
-/// durable before the rename with fsync durability, then the directory synced. With `os`
+/// Makes `spare` the segment `seg` and returns it with its length: its first page a magic
+/// and then zeros (an end marker), durable before the rename with fsync durability, then
+/// the directory synced. With `os`
 /// durability the spare may still be being flushed by `spool-sync`, and syncing it here
 /// would wait for that on the writer thread. On failure the spare is deleted (the caller
 /// creates a segment instead); a rename that happened is undone by that creation, which
@@ -118,7 +119,7 @@ pub(super) fn recycle_spare(
     spare: &Spare,
     seg: &SegmentInfo,
     durability: Durability,
-) -> io::Result<File> {
+) -> io::Result<(File, u64)> {
     let made = (|| {
         let f = OpenOptions::new()
             .write(true)
@@ -136,7 +137,7 @@ pub(super) fn recycle_spare(
     match made {
         Ok(f) => {
             segment::sync_dir(dir)?;
-            Ok(f)
+            Ok((f, spare.len.max(PAGE as u64)))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&spare.path);
