@@ -7,9 +7,10 @@
 //!   recovery cuts the tail at the first record that fails either check (saving the cut
 //!   bytes beside the segment as `<segment>.torn-<offset>`).
 //! - A segment's data ends at its file's end, at an end marker (a zero length), or at a
-//!   record numbered below the segment's first: with fsync durability a new segment may be
-//!   a deleted one's file written over (`writer/files.rs`), its old bytes past that end.
-//!   Closed segments are cut at their last record.
+//!   record not numbered one past the last: a new segment may be a deleted one's file
+//!   written over (`writer/files.rs`), its old bytes past that end. Closed segments are
+//!   cut at their last record. Past the durable end of the live segment a record failing
+//!   its check may be one being copied in: readers there wait rather than step over it.
 //! - Sequence numbers are dense and increasing across segments; a segment file is named
 //!   after its first record's sequence number (`00000000000000000042.seg`).
 //! - The spool knows nothing about Vonage: a record's kind is an opaque `u8`, its key,

@@ -22,9 +22,10 @@ pub struct SpoolReader {
     /// Set by `restart`: the segment and file offset of the record `next` names, so the
     /// segment is read again from there rather than from its start.
     resume: Option<(SegmentInfo, u64, Seq)>,
-    /// A bad record at the end of the live segment, taken once for one still being
-    /// written (see `next_record`): the position and its offset.
-    suspect: Option<(Seq, u64)>,
+    /// Whether the current call reads only below the durable end (`next_before`): a bad
+    /// record there is on disk as it is. Past it (`tail --follow`, `replay`), a bad record
+    /// in the live segment may be one the writer is copying in right now.
+    durable: bool,
 }
 
 impl SpoolReader {
@@ -36,7 +37,7 @@ impl SpoolReader {
             next: from,
             reopened_at: None,
             resume: None,
-            suspect: None,
+            durable: false,
         }
     }
 
@@ -60,21 +61,32 @@ impl SpoolReader {
     }
 
     /// The next record below `until` (exclusive), or `Ok(None)` when there is none yet.
+    /// Everything below `until` must be durable (the forwarder's bound).
     ///
     /// # Errors
-    /// I/O errors and corruption in a closed segment (a torn tail is only cut by recovery).
+    /// I/O errors, and a record that fails its check and cannot be stepped over (the one
+    /// after it not whole yet, or a bad length).
     pub fn next_before(&mut self, until: Seq) -> Result<Option<StoredRecord>, ReadError> {
         if self.next >= until {
             return Ok(None);
         }
-        self.next_record()
+        self.durable = true;
+        let read = self.read_next();
+        self.durable = false;
+        read
     }
 
-    /// The next record, or `Ok(None)` at the current end of the spool.
+    /// The next record, or `Ok(None)` at the current end of the spool, which includes a
+    /// record in the live segment that fails its check: it may be being written, or torn
+    /// by a crash that recovery cuts at the next start.
     ///
     /// # Errors
-    /// As [`SpoolReader::next_before`].
+    /// I/O errors, and corruption in a closed segment that cannot be stepped over.
     pub fn next_record(&mut self) -> Result<Option<StoredRecord>, ReadError> {
+        self.read_next()
+    }
+
+    fn read_next(&mut self) -> Result<Option<StoredRecord>, ReadError> {
         loop {
             if self.current.is_none() && !self.open_segment()? {
                 return Ok(None);
@@ -83,32 +95,48 @@ impl SpoolReader {
                 return Ok(None);
             };
             let mut read = reader.next_record();
+            let first = info.first_seq;
+            let later_segment = |dir: &Path| -> io::Result<Option<SegmentInfo>> {
+                Ok(segment::list(dir)?
+                    .into_iter()
+                    .find(|s| s.first_seq > first))
+            };
+            let mut later = None;
+            let mut listed = false;
             // A bad record is read once more from the file (bytes held from before a cut
             // and rewrite are not the record); still bad, with the next one whole and
             // numbered after it, only it is lost (logged, counted) and the segment reads on.
-            if let Err(ReadError::Decode { offset, .. }) = read
-                && let Some(stepped) = reader.step_over()?
-            {
-                let rec = match stepped {
-                    Stepped::Reread(rec) => rec,
-                    Stepped::Over(rec) => {
-                        Self::count_skipped(&info.path, offset, rec.seq.0 - 1, self.next);
-                        rec
-                    }
-                };
-                read = Ok(Some(rec));
+            // Not in the live segment past the durable end: a segment recycled from a
+            // deleted one is written over in place, with no growing file size to hide a
+            // record half copied in, and the one after it may be whole by the time it is
+            // read. There the reader waits (below) until the record is whole, recovery
+            // cuts it after a crash, or the segment is closed.
+            if let Err(ReadError::Decode { offset, .. }) = read {
+                later = later_segment(&self.dir)?;
+                listed = true;
+                if !self.durable && later.is_none() {
+                    // Read once more from the file, without stepping.
+                    read = reader.next_record();
+                } else if let Some(stepped) = reader.step_over()? {
+                    let rec = match stepped {
+                        Stepped::Reread(rec) => rec,
+                        Stepped::Over(rec) => {
+                            Self::count_skipped(&info.path, offset, rec.seq.0 - 1, self.next);
+                            rec
+                        }
+                    };
+                    read = Ok(Some(rec));
+                }
             }
             // End of this segment's data (or bad bytes): move on if a later segment exists.
             // Once one does this segment is whole, but the writer may have finished it (a
             // last batch, or the rest of a half-read record) between that read and the
             // listing: one more read settles it. Without it `tail --follow` and `replay`,
             // which read past the durable end, could skip a segment's last batch at a roll.
-            let mut later = None;
             if matches!(read, Ok(None) | Err(ReadError::Decode { .. })) {
-                let first = info.first_seq;
-                later = segment::list(&self.dir)?
-                    .into_iter()
-                    .find(|s| s.first_seq > first);
+                if !listed {
+                    later = later_segment(&self.dir)?;
+                }
                 if later.is_some() && read.is_ok() {
                     read = reader.next_record();
                 }
@@ -116,7 +144,6 @@ impl SpoolReader {
             match (read, later) {
                 (Ok(Some(rec)), _) if rec.seq < self.next => continue,
                 (Ok(Some(rec)), _) => {
-                    self.suspect = None;
                     self.next = Seq(rec.seq.0 + 1);
                     return Ok(Some(rec));
                 }
@@ -139,16 +166,8 @@ impl SpoolReader {
                     let (path, offset) = (info.path.clone(), reader.offset());
                     self.skip_to(&path, offset, later.first_seq);
                 }
-                // A bad record at the end of the live segment may be one the writer is
-                // copying in right now: a recycled segment is written over in place, with
-                // no file size that grows only once the bytes are there. Read again (by
-                // the next call) before calling it corrupt.
-                (Err(ReadError::Decode { offset, .. }), None)
-                    if self.suspect != Some((self.next, offset)) =>
-                {
-                    self.suspect = Some((self.next, offset));
-                    return Ok(None);
-                }
+                // The live segment past the durable end (see above): not yet whole.
+                (Err(ReadError::Decode { .. }), None) if !self.durable => return Ok(None),
                 // The current end of the spool, or an error worth retrying (I/O).
                 (read, _) => return read,
             }

@@ -52,13 +52,14 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     };
     let mut cut_bytes = 0;
     if good_len < len {
-        // Past an end marker lie a recycled file's old bytes, or records of a batch whose
-        // start never reached the disk (so it was never acknowledged): space, not data,
-        // and not a torn write. They are cut all the same, so that no reader ever meets
-        // them as records.
-        if !ends_at_marker(&tail.path, good_len)? {
+        let data = std::fs::read(&tail.path)?;
+        let from = usize::try_from(good_len)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let keep = worth_keeping(&data[from..], tail.first_seq.0.saturating_add(records));
+        if keep > 0 {
             cut_bytes = len - good_len;
-            save_cut(&tail.path, good_len)?;
+            save_cut(&tail.path, from, &data[from..from + keep])?;
         }
         let f = OpenOptions::new().write(true).open(&tail.path)?;
         f.set_len(good_len)?;
@@ -109,27 +110,63 @@ fn scan(tail: &SegmentInfo) -> io::Result<(u64, u64)> {
     }
 }
 
-/// Whether the bytes at `at` are an end marker.
-fn ends_at_marker(path: &Path, at: u64) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt;
+/// Most of the cut bytes [`save_cut`] keeps. A torn write (bad bytes right where the
+/// records stop): the cut up to [`TORN_KEPT`], and further to the end of the last whole
+/// record numbered `next` or later found in it (a machine crash with `durability = "os"`
+/// can leave records after a gap of zeros). An end marker where the records stop: only
+/// such records, if any, since what else lies past a marker is a recycled file's old bytes
+/// (records deleted by retention, which must not come back beside the segment) or zeros.
+fn worth_keeping(cut: &[u8], next: u64) -> usize {
     let mut prefix = [0u8; PREFIX_LEN];
-    let f = std::fs::File::open(path)?;
-    match f.read_exact_at(&mut prefix, at) {
-        Ok(()) => Ok(record::is_end_marker(&prefix)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
+    let marker = cut.len() >= PREFIX_LEN && {
+        prefix.copy_from_slice(&cut[..PREFIX_LEN]);
+        record::is_end_marker(&prefix)
+    };
+    let later = last_record_end(cut, next);
+    if marker {
+        later
+    } else {
+        later.max(cut.len().min(TORN_KEPT))
     }
 }
 
-/// Keeps the bytes about to be cut in `<segment>.torn-<offset>`, so recovery never destroys
-/// anything an operator might want to inspect.
-fn save_cut(path: &Path, from: u64) -> io::Result<()> {
-    let data = std::fs::read(path)?;
-    let from = usize::try_from(from).unwrap_or(usize::MAX).min(data.len());
+/// A torn write is at most a batch (8 MiB) and a record; more of the cut is a recycled
+/// file's old bytes.
+const TORN_KEPT: usize = 16 << 20;
+
+/// End of the last whole record numbered `next` or later in `bytes`, found at any offset
+/// (0 if none).
+fn last_record_end(bytes: &[u8], next: u64) -> usize {
+    let mut end = 0;
+    let mut at = 0;
+    while at + record::HEADER_LEN <= bytes.len() {
+        let b = &bytes[at..];
+        let le16 = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+        let le32 = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        let seq = u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8]));
+        // Cheap checks before the checksum: the length agrees with the field lengths.
+        let total = record::HEADER_LEN + le16(26) + le16(28) + le16(30) + le32(32) + le32(36);
+        if le32(0) + PREFIX_LEN == total
+            && total <= b.len()
+            && seq >= next
+            && let Ok((_, n)) = record::decode(b)
+        {
+            at += n;
+            end = at;
+        } else {
+            at += 1;
+        }
+    }
+    end
+}
+
+/// Keeps `bytes`, the start of the cut at `from`, in `<segment>.torn-<from>`, so recovery
+/// never destroys records an operator might want to inspect.
+fn save_cut(path: &Path, from: usize, bytes: &[u8]) -> io::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".torn-{from}"));
     let mut f = std::fs::File::create(&name)?;
-    f.write_all(&data[from..])?;
+    f.write_all(bytes)?;
     f.sync_all()
 }
 

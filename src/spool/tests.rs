@@ -428,9 +428,12 @@ fn readers_skip_the_unreadable_end_of_a_closed_segment() {
 }
 
 /// A record failing its CRC costs only itself once the record after it confirms where
-/// the next one starts (whole, numbered one past it): reading goes on there. Until then
-/// it is reported each time it is read after the first, never stepped over blind; a bad length, which
-/// leaves nothing to step by, waits for a later segment.
+/// the next one starts (whole, numbered one past it): reading goes on there. A reader
+/// below the durable end (the forwarder) steps over it in the live segment; until the
+/// next record is whole it is reported each time it is read, never stepped over blind.
+/// A reader past the durable end waits there instead (it may be a record being copied
+/// in), until the segment is closed; a bad length, which leaves nothing to step by,
+/// waits for a later segment too.
 #[test]
 fn a_corrupt_record_in_the_live_segment_costs_only_itself() {
     use std::io::Write;
@@ -445,33 +448,42 @@ fn a_corrupt_record_in_the_live_segment_costs_only_itself() {
         }
         first.write_all(&bytes).unwrap();
     }
-    let mut r = reader::SpoolReader::open(dir.path(), Seq(0));
-    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(0));
-    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(1));
-    // First taken for a record still being copied in (a recycled segment has no growing
-    // file size to hide it), then reported.
-    assert!(r.next_record().unwrap().is_none());
+    let mut durable = reader::SpoolReader::open(dir.path(), Seq(0));
+    let mut follower = reader::SpoolReader::open(dir.path(), Seq(0));
+    for r in [&mut durable, &mut follower] {
+        assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(0));
+        assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(1));
+    }
     for _ in 0..3 {
         assert!(matches!(
-            r.next_record(),
+            durable.next_before(Seq(3)),
             Err(segment::ReadError::Decode { .. })
         ));
+        assert!(follower.next_record().unwrap().is_none());
     }
     first.write_all(&rec(3).encode(Seq(3))).unwrap();
-    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(3));
+    assert_eq!(durable.next_before(Seq(4)).unwrap().unwrap().seq, Seq(3));
+    assert!(
+        follower.next_record().unwrap().is_none(),
+        "stepped over in the live segment"
+    );
     // A bad length: nothing to step by until a later segment exists.
     let mut bytes = rec(4).encode(Seq(4));
     bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     first.write_all(&bytes).unwrap();
     first.write_all(&rec(5).encode(Seq(5))).unwrap();
-    assert!(r.next_record().unwrap().is_none());
     for _ in 0..3 {
-        assert!(r.next_record().is_err());
+        assert!(durable.next_before(Seq(6)).is_err());
     }
     let mut second = std::fs::File::create(segment::path_for(dir.path(), Seq(6))).unwrap();
     second.write_all(segment::MAGIC).unwrap();
     second.write_all(&rec(6).encode(Seq(6))).unwrap();
-    assert_eq!(r.next_record().unwrap().unwrap().seq, Seq(6));
+    assert_eq!(durable.next_before(Seq(7)).unwrap().unwrap().seq, Seq(6));
+    // The follower, the segment closed now: 2 stepped over, the rest after 4 skipped.
+    let seqs: Vec<u64> = std::iter::from_fn(|| follower.next_record().unwrap())
+        .map(|x| x.seq.0)
+        .collect();
+    assert_eq!(seqs, [3, 6]);
     // A reader starting past the bad record reads what follows it, nothing missing.
     let seqs: Vec<u64> = {
         let mut r = reader::SpoolReader::open(dir.path(), Seq(3));

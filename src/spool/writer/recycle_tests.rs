@@ -197,15 +197,19 @@ fn recycles_and_reads_back(durability: Durability) {
 /// A segment as a crash leaves a recycled tail: records of its own, then either an end
 /// marker or (the batch after them half on disk) garbage, then the old file's records,
 /// whole and numbered lower. Readers stop after the segment's own records; recovery cuts
-/// there, saving the cut bytes only when no end marker shows the data ended there.
+/// there. It keeps the cut bytes of a torn write (up to 16 MiB), and past an end marker
+/// only records numbered after the segment's own (a machine crash with `durability =
+/// "os"` can leave a gap of zeros before them), never the old file's bytes alone.
 #[test]
 fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
     // 0: end marker; 1: half a record, then the old records; 2: the old records at once
-    // (a reader racing the writer sees this before the marker lands).
-    for case in 0..3 {
-        let marker = case == 0;
+    // (a reader racing the writer sees this before the marker lands); 3: an end marker, a
+    // page of zeros, then later records of the segment's own; 4: as 1, with 20 MiB of
+    // old records.
+    for case in 0..5 {
+        let marker = case == 0 || case == 3;
         let dir = tempfile::tempdir().unwrap();
-        let first = 1_000;
+        let first = 1_000_000;
         let info = segment::SegmentInfo {
             first_seq: Seq(first),
             path: segment::path_for(dir.path(), Seq(first)),
@@ -215,15 +219,29 @@ fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
             file.extend_from_slice(&rec(n).encode(Seq(n)));
         }
         let own = file.len() as u64;
+        let mut kept = None;
         if marker {
             file.extend_from_slice(&END_MARKER);
-        } else if case == 1 {
+        } else if case == 1 || case == 4 {
             let next = rec(first + 4).encode(Seq(first + 4));
             file.extend_from_slice(&next[..next.len() / 2]);
         }
-        for n in 10..30 {
+        if case == 3 {
+            file.extend_from_slice(&[0; 4096]);
+            for n in first + 5..first + 9 {
+                file.extend_from_slice(&rec(n).encode(Seq(n)));
+            }
+            kept = Some(file.len());
+        }
+        let old = if case == 4 { 10..90_000 } else { 10..30 };
+        for n in old {
             file.extend_from_slice(&rec(n).encode(Seq(n)));
         }
+        let kept = match case {
+            0 => None,
+            3 => kept,
+            _ => Some(file.len().min(own as usize + (16 << 20))),
+        };
         std::fs::write(&info.path, &file).unwrap();
 
         let mut r = segment::SegmentReader::open(&info.path, Seq(first)).unwrap();
@@ -239,15 +257,20 @@ fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
         let mut torn = info.path.clone().into_os_string();
         torn.push(format!(".torn-{own}"));
         let torn = std::path::PathBuf::from(torn);
-        if marker {
-            assert_eq!(found.cut_bytes, 0);
-            assert!(
-                !torn.exists(),
-                "bytes past an end marker were saved as torn"
-            );
-        } else {
-            assert_eq!(found.cut_bytes, file.len() as u64 - own);
-            assert_eq!(std::fs::read(&torn).unwrap(), &file[own as usize..]);
+        match kept {
+            None => {
+                assert_eq!(found.cut_bytes, 0);
+                assert!(!torn.exists(), "old bytes past an end marker were kept");
+            }
+            Some(end) => {
+                assert_eq!(found.cut_bytes, file.len() as u64 - own, "case {case}");
+                let saved = std::fs::read(&torn).unwrap();
+                assert!(
+                    saved == file[own as usize..end],
+                    "case {case}: kept {}",
+                    saved.len()
+                );
+            }
         }
     }
 }
@@ -330,4 +353,43 @@ fn a_reader_holding_a_recycled_file_moves_on_in_order() {
         seqs.push(got.seq.0);
     }
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+}
+
+/// A follower (`tail --follow`) meets a record that fails its check in the live segment,
+/// the record after it whole: in a recycled file that is a record half copied in while
+/// the next is already there, or one torn by a kill mid-write that recovery will cut. It
+/// waits there, without stepping over it or failing, and reads it once it is whole.
+#[test]
+fn a_follower_waits_at_a_bad_record_in_the_live_segment() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment::path_for(dir.path(), Seq(0));
+    let mut file = segment::MAGIC.to_vec();
+    let mut at = 0;
+    for n in 0..5 {
+        if n == 3 {
+            at = file.len();
+        }
+        file.extend_from_slice(&rec(n).encode(Seq(n)));
+    }
+    let whole = file[at..at + 60].to_vec();
+    file[at + 50] ^= 0xff;
+    std::fs::write(&path, &file).unwrap();
+    let mut r = SpoolReader::open(dir.path(), Seq(0));
+    for n in 0..3 {
+        assert_eq!(r.next_record().unwrap().map(|x| x.seq), Some(Seq(n)));
+    }
+    for _ in 0..3 {
+        assert!(r.next_record().unwrap().is_none(), "stepped over or failed");
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&whole, at as u64)
+        .unwrap();
+    assert_eq!(read_checked(dir.path(), 0), [0, 1, 2, 3, 4]);
+    for n in 3..5 {
+        assert_eq!(r.next_record().unwrap().map(|x| x.seq), Some(Seq(n)));
+    }
 }

@@ -17,12 +17,17 @@ impl Writer {
         let mut removed = false;
         if budget_pressure {
             // Room for records first.
-            for spare in std::mem::take(&mut self.spares) {
-                if let Err(e) = std::fs::remove_file(&spare.path) {
-                    tracing::warn!(error = %e, path = %spare.path.display(), "could not delete a spare spool segment");
+            // One that cannot be deleted still takes its room, and is counted.
+            self.spares.retain(|spare| match std::fs::remove_file(&spare.path) {
+                Ok(()) => {
+                    removed = true;
+                    false
                 }
-                removed = true;
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %spare.path.display(), "could not delete a spare spool segment");
+                    true
+                }
+            });
         }
         while let Some(oldest) = self.closed.first() {
             // The segment's records are [first_seq, next segment's first_seq).
