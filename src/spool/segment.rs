@@ -106,9 +106,16 @@ pub struct SegmentReader {
     last_seq: Option<Seq>,
     /// The segment's first sequence number (from its name).
     first: Seq,
+    /// Where the data last ended at an end marker or an old record (see `NEAR_END_READ`).
+    ended_at: Option<u64>,
 }
 
 const CHUNK: usize = 256 * 1024;
+/// Read size within a chunk of where the data last ended at an end marker or an old
+/// record: a recycled file holds a segment's worth of old bytes past the end, which a
+/// reader following the writer (the forwarder, once per batch) would otherwise read a
+/// whole chunk of and drop every time.
+const NEAR_END_READ: usize = 16 * 1024;
 
 impl SegmentReader {
     /// A reader at the start of the segment whose first record is numbered `first`.
@@ -122,6 +129,7 @@ impl SegmentReader {
             offset: 0,
             checked_magic: false,
             last_seq: None,
+            ended_at: None,
         })
     }
 
@@ -161,8 +169,17 @@ impl SegmentReader {
                     self.buf.resize(n.max(CHUNK), 0);
                 }
             }
+            let near_end = self
+                .ended_at
+                .is_some_and(|e| self.offset < e.saturating_add(CHUNK as u64));
+            let stop = if near_end {
+                let missing = n - (self.end - self.start);
+                self.buf.len().min(self.end + missing.max(NEAR_END_READ))
+            } else {
+                self.buf.len()
+            };
             let got = loop {
-                match self.file.read(&mut self.buf[self.end..]) {
+                match self.file.read(&mut self.buf[self.end..stop]) {
                     Ok(got) => break got,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
@@ -211,6 +228,7 @@ impl SegmentReader {
         let mut prefix = [0u8; PREFIX_LEN];
         prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX_LEN]);
         if record::is_end_marker(&prefix) {
+            self.ended_at = Some(self.offset);
             self.rewind(self.offset)?;
             return Ok(None);
         }
@@ -223,6 +241,7 @@ impl SegmentReader {
         }
         match record::decode(self.take(total)) {
             Ok((rec, _)) if Some(rec.seq) != self.expected() => {
+                self.ended_at = Some(self.offset);
                 self.rewind(self.offset)?;
                 Ok(None)
             }

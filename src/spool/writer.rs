@@ -19,7 +19,7 @@ use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
 use files::{
     Spare, create_segment_atomically, end_padding, flush, recycle_spare, remove_unfinished_files,
-    start_flusher, write_all_at,
+    start_deleter, start_flusher, write_all_at,
 };
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
@@ -87,6 +87,8 @@ pub(crate) struct Writer {
     disk_full: bool,
     /// `durability = "os"` only: where closed segments go to be flushed off this thread.
     flusher: Option<SyncSender<File>>,
+    /// Where segments retention let go are sent to be deleted off this thread.
+    deleter: Option<SyncSender<std::path::PathBuf>>,
 }
 
 impl Writer {
@@ -111,6 +113,7 @@ impl Writer {
             .flatten();
         let w = Self {
             flusher,
+            deleter: start_deleter(cfg.dir.clone()),
             cfg,
             shared,
             closed: segs,

@@ -393,3 +393,60 @@ fn a_follower_waits_at_a_bad_record_in_the_live_segment() {
         assert_eq!(r.next_record().unwrap().map(|x| x.seq), Some(Seq(n)));
     }
 }
+
+/// Segments retention lets go beyond the spares kept are deleted by the `spool-delete`
+/// thread, not between two batches on the writer thread; they do go. Here a spool of
+/// many segments is reopened with every closed segment past its retention: the first
+/// roll lets them all go at once.
+#[test]
+fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut keep_all = cfg(dir.path());
+    keep_all.retention_bytes = None;
+    let mut n = 0;
+    rt.block_on(async {
+        let (spool, _) = Spool::open(keep_all).unwrap();
+        while spool.segments() < 12 {
+            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
+            n += 1;
+        }
+        spool.shutdown().await;
+    });
+    let mut expire_all = cfg(dir.path());
+    expire_all.retention_bytes = None;
+    expire_all.retention_age = Some(Duration::ZERO);
+    rt.block_on(async {
+        let (spool, _) = Spool::open(expire_all).unwrap();
+        // A thread names itself once it runs.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .any(|n| n.trim() == "spool-delete")
+        {
+            assert!(Instant::now() < deadline, "no spool-delete thread");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while spool.segments() > 2 || files_with(dir.path(), "seg").len() == 12 {
+            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
+            n += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let segs = files_with(dir.path(), "seg").len() as u64;
+            if segs == spool.segments() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{segs} segment files left");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(files_with(dir.path(), SPARE_EXT).len() <= MAX_SPARES);
+        spool.shutdown().await;
+    });
+    assert_eq!(read_checked(dir.path(), 0).last(), Some(&(n - 1)));
+}

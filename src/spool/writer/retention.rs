@@ -14,7 +14,10 @@ impl Writer {
     pub(super) fn housekeeping(&mut self, budget_pressure: bool) {
         let forwarded = self.shared.forwarded.load(Ordering::Acquire);
         let now = SystemTime::now();
+        // `removed`: a directory entry changed here (synced here); `published`: sizes did.
         let mut removed = false;
+        let mut published = false;
+        let mut deleted_elsewhere = false;
         if budget_pressure {
             // Room for records first.
             // One that cannot be deleted still takes its room, and is counted.
@@ -55,13 +58,24 @@ impl Writer {
                         len: oldest.len,
                     });
                 }),
+                // Off this thread unless the room is needed now.
+                None if !budget_pressure
+                    && self
+                        .deleter
+                        .as_ref()
+                        .is_some_and(|d| d.try_send(oldest.info.path.clone()).is_ok()) =>
+                {
+                    deleted_elsewhere = true;
+                    Ok(())
+                }
                 None => std::fs::remove_file(&oldest.info.path),
             };
             match gone {
                 Ok(()) => {
                     self.total_bytes -= oldest.len;
                     self.closed.remove(0);
-                    removed = true;
+                    removed |= !std::mem::take(&mut deleted_elsewhere);
+                    published = true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, path = %oldest.info.path.display(), "could not delete spool segment");
@@ -71,6 +85,8 @@ impl Writer {
         }
         if removed {
             let _ = segment::sync_dir(&self.cfg.dir);
+        }
+        if removed || published {
             self.publish();
         }
         // Ready again once there is room (1% of the budget), not only after the next
