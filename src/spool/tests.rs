@@ -39,7 +39,8 @@ fn read_all(dir: &std::path::Path) -> Vec<StoredRecord> {
     out
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// A current-thread runtime for the spool's async API (also the writer's tests').
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::files::{MAX_SPARES, SPARE_EXT};
 use crate::spool::reader::SpoolReader;
 use crate::spool::record::END_MARKER;
+use crate::spool::tests::rt;
 use crate::spool::{Durability, NewRecord, Seq, Spool, SpoolConfig, recovery, segment};
 
 const SEGMENT: u64 = 8192;
@@ -110,10 +111,7 @@ fn with_os_durability_too() {
 
 fn recycles_and_reads_back(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     const N: u64 = 600;
     // A reader following the writer from the start, as `tail --follow` does: it reads
     // past the durable end, into space a recycled file still holds old records in.
@@ -280,10 +278,7 @@ fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
 #[test]
 fn a_fresh_recycled_segment_reads_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     rt.block_on(async {
         let (spool, _) = Spool::open(cfg(dir.path())).unwrap();
         let mut n = 0;
@@ -401,10 +396,7 @@ fn a_follower_waits_at_a_bad_record_in_the_live_segment() {
 #[test]
 fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let mut keep_all = cfg(dir.path());
     keep_all.retention_bytes = None;
     let mut n = 0;

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::spool::tests::rt;
 use crate::spool::{AppendError, Durability, NewRecord, Seq, Spool, SpoolConfig};
 
 fn cfg(dir: &std::path::Path) -> SpoolConfig {
@@ -50,10 +51,7 @@ fn failed_roll_refuses_then_resumes_without_leaving_a_segment() {
     let next = super::segment::path_for(dir.path(), Seq(per_segment as u64));
     let mut blocker = next.clone().into_os_string();
     blocker.push(super::files::NEW_SUFFIX);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     rt.block_on(async {
         let (spool, _) = Spool::open(cfg(dir.path())).unwrap();
         for i in 0..per_segment {
