@@ -1,7 +1,7 @@
 //! Segment files as the writer makes and leaves them: a new segment created atomically
 //! (magic durable before it gets its name) or recycled from a spare, closed segments
-//! flushed off the writer thread with `durability = "os"`, and what a crash mid-roll left
-//! behind.
+//! flushed off the writer thread with `durability = "os"`, segments deleted off it, and
+//! what a crash mid-roll left behind.
 //!
 //! # Recycling
 //! With `durability = "fsync"` every batch ends in an `fdatasync`. Appending to a growing
@@ -18,7 +18,7 @@
 //! (`segment.rs`). Writing whole pages spares a read of a page no longer cached. A roll
 //! cuts the file at its last record, so closed segments look like any other. Spares count
 //! against the disk budget, are deleted first when it is tight, and are deleted at
-//! startup.
+//! startup. Segments let go beyond the spares go to the `spool-delete` thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -31,8 +31,9 @@ use crate::spool::Durability;
 use crate::spool::record::END_MARKER;
 use crate::spool::segment::{self, SegmentInfo};
 
-/// Spares kept at most: enough for the rolls between two housekeeping rounds at a few
-/// tens of MB/s with the default 64 MiB segments, at that much disk each.
+/// Spares kept at most, each a segment's worth of disk. In a steady state each roll lets
+/// one segment go (retention runs at every roll) and takes one spare; the second covers
+/// a roll that comes before retention has let one go.
 pub(super) const MAX_SPARES: usize = 2;
 
 /// Suffix of a deleted segment kept for reuse.
