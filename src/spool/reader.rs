@@ -22,10 +22,6 @@ pub struct SpoolReader {
     /// Set by `restart`: the segment and file offset of the record `next` names, so the
     /// segment is read again from there rather than from its start.
     resume: Option<(SegmentInfo, u64, Seq)>,
-    /// Whether the current call reads only below the durable end (`next_before`): a bad
-    /// record there is on disk as it is. Past it (`tail --follow`, `replay`), a bad record
-    /// in the live segment may be one the writer is copying in right now.
-    durable: bool,
 }
 
 impl SpoolReader {
@@ -37,7 +33,6 @@ impl SpoolReader {
             next: from,
             reopened_at: None,
             resume: None,
-            durable: false,
         }
     }
 
@@ -70,10 +65,7 @@ impl SpoolReader {
         if self.next >= until {
             return Ok(None);
         }
-        self.durable = true;
-        let read = self.read_next();
-        self.durable = false;
-        read
+        self.read_next(true)
     }
 
     /// The next record, or `Ok(None)` at the current end of the spool, which includes a
@@ -83,10 +75,13 @@ impl SpoolReader {
     /// # Errors
     /// I/O errors, and corruption in a closed segment that cannot be stepped over.
     pub fn next_record(&mut self) -> Result<Option<StoredRecord>, ReadError> {
-        self.read_next()
+        self.read_next(false)
     }
 
-    fn read_next(&mut self) -> Result<Option<StoredRecord>, ReadError> {
+    /// `durable`: the caller reads only below the durable end (`next_before`), where a bad
+    /// record is on disk as it is. Past it (`tail --follow`, `replay`), a bad record in the
+    /// live segment may be one the writer is copying in right now.
+    fn read_next(&mut self, durable: bool) -> Result<Option<StoredRecord>, ReadError> {
         loop {
             if self.current.is_none() && !self.open_segment()? {
                 return Ok(None);
@@ -95,12 +90,6 @@ impl SpoolReader {
                 return Ok(None);
             };
             let mut read = reader.next_record();
-            let first = info.first_seq;
-            let later_segment = |dir: &Path| -> io::Result<Option<SegmentInfo>> {
-                Ok(segment::list(dir)?
-                    .into_iter()
-                    .find(|s| s.first_seq > first))
-            };
             let mut later = None;
             let mut listed = false;
             // A bad record is read once more from the file (bytes held from before a cut
@@ -112,9 +101,9 @@ impl SpoolReader {
             // read. There the reader waits (below) until the record is whole, recovery
             // cuts it after a crash, or the segment is closed.
             if let Err(ReadError::Decode { offset, .. }) = read {
-                later = later_segment(&self.dir)?;
+                later = later_than(&self.dir, info.first_seq)?;
                 listed = true;
-                if !self.durable && later.is_none() {
+                if !durable && later.is_none() {
                     // Read once more from the file, without stepping.
                     read = reader.next_record();
                 } else if let Some(stepped) = reader.step_over()? {
@@ -135,7 +124,7 @@ impl SpoolReader {
             // which read past the durable end, could skip a segment's last batch at a roll.
             if matches!(read, Ok(None) | Err(ReadError::Decode { .. })) {
                 if !listed {
-                    later = later_segment(&self.dir)?;
+                    later = later_than(&self.dir, info.first_seq)?;
                 }
                 if later.is_some() && read.is_ok() {
                     read = reader.next_record();
@@ -167,7 +156,7 @@ impl SpoolReader {
                     self.skip_to(&path, offset, later.first_seq);
                 }
                 // The live segment past the durable end (see above): not yet whole.
-                (Err(ReadError::Decode { .. }), None) if !self.durable => return Ok(None),
+                (Err(ReadError::Decode { .. }), None) if !durable => return Ok(None),
                 // The current end of the spool, or an error worth retrying (I/O).
                 (read, _) => return read,
             }
@@ -229,4 +218,11 @@ impl SpoolReader {
         self.current = Some((info, reader));
         Ok(true)
     }
+}
+
+/// The segment after the one starting at `first`, if there is one yet.
+fn later_than(dir: &Path, first: Seq) -> io::Result<Option<SegmentInfo>> {
+    Ok(segment::list(dir)?
+        .into_iter()
+        .find(|s| s.first_seq > first))
 }

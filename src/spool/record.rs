@@ -248,19 +248,20 @@ pub fn decode(buf: &[u8]) -> Result<(StoredRecord, usize), DecodeError> {
         });
     }
     let b = &buf[..total];
-    let crc = le32(b, 4) as u32;
-    if crc32c::crc32c(&b[PREFIX_LEN..]) != crc {
-        return Err(DecodeError::Corrupt("checksum mismatch"));
-    }
-    if b[25] & !1 != 0 {
-        return Err(DecodeError::Corrupt("unknown flag bits"));
-    }
+    // The cheap check first: recovery tries this at every offset of a cut tail.
     let (key_len, app_len, etype_len) = (le16(b, 26), le16(b, 28), le16(b, 30));
     let (meta_len, body_len) = (le32(b, 32), le32(b, 36));
     if HEADER_LEN + key_len + app_len + etype_len + meta_len + body_len != total {
         return Err(DecodeError::Corrupt(
             "field lengths disagree with record length",
         ));
+    }
+    let crc = le32(b, 4) as u32;
+    if crc32c::crc32c(&b[PREFIX_LEN..]) != crc {
+        return Err(DecodeError::Corrupt("checksum mismatch"));
+    }
+    if b[25] & !1 != 0 {
+        return Err(DecodeError::Corrupt("unknown flag bits"));
     }
     // Lengths fit u32: the record is at most MAX_RECORD_LEN.
     let key_end = key_len as u32;

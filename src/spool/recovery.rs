@@ -141,20 +141,13 @@ fn last_record_end(bytes: &[u8], next: u64) -> usize {
     let mut at = 0;
     while at + record::HEADER_LEN <= bytes.len() {
         let b = &bytes[at..];
-        let le16 = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
-        let le32 = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
         let seq = u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8]));
-        // Cheap checks before the checksum: the length agrees with the field lengths.
-        let total = record::HEADER_LEN + le16(26) + le16(28) + le16(30) + le32(32) + le32(36);
-        if le32(0) + PREFIX_LEN == total
-            && total <= b.len()
-            && seq >= next
-            && let Ok((_, n)) = record::decode(b)
-        {
-            at += n;
-            end = at;
-        } else {
-            at += 1;
+        match record::decode(b) {
+            Ok((_, n)) if seq >= next => {
+                at += n;
+                end = at;
+            }
+            _ => at += 1,
         }
     }
     end

@@ -2,6 +2,7 @@
 //! having room again.
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::TrySendError;
 use std::time::SystemTime;
 
 use super::Writer;
@@ -17,7 +18,6 @@ impl Writer {
         // `removed`: a directory entry changed here (synced here); `published`: sizes did.
         let mut removed = false;
         let mut published = false;
-        let mut deleted_elsewhere = false;
         if budget_pressure {
             // Room for records first.
             // One that cannot be deleted still takes its room, and is counted.
@@ -51,34 +51,16 @@ impl Writer {
             if !(fully_forwarded && (too_old || too_big || freeable)) {
                 break;
             }
-            let gone = match self.spare_path(oldest.len, budget_pressure) {
-                Some(path) => std::fs::rename(&oldest.info.path, &path).map(|()| {
-                    self.spares.push(Spare {
-                        path,
-                        len: oldest.len,
-                    });
-                }),
-                // Off this thread unless the room is needed now.
-                None if !budget_pressure
-                    && self
-                        .deleter
-                        .as_ref()
-                        .is_some_and(|d| d.try_send(oldest.info.path.clone()).is_ok()) =>
-                {
-                    deleted_elsewhere = true;
-                    Ok(())
-                }
-                None => std::fs::remove_file(&oldest.info.path),
-            };
-            match gone {
-                Ok(()) => {
-                    self.total_bytes -= oldest.len;
+            let (path, len) = (oldest.info.path.clone(), oldest.len);
+            match self.let_go(path, len, budget_pressure) {
+                Ok(here) => {
+                    self.total_bytes -= len;
                     self.closed.remove(0);
-                    removed |= !std::mem::take(&mut deleted_elsewhere);
+                    removed |= here;
                     published = true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, path = %oldest.info.path.display(), "could not delete spool segment");
+                    tracing::warn!(error = %e, path = %self.closed[0].info.path.display(), "could not delete spool segment");
                     break;
                 }
             }
@@ -94,6 +76,31 @@ impl Writer {
         if self.disk_bytes(0) + self.cfg.disk_budget_bytes / 100 <= self.cfg.disk_budget_bytes {
             self.shared.full.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Lets the oldest closed segment go: kept as a spare, queued for `spool-delete`
+    /// (unless the room is needed now), or deleted here. True when its directory entry
+    /// changed here, for the caller to sync.
+    fn let_go(
+        &mut self,
+        path: std::path::PathBuf,
+        len: u64,
+        budget_pressure: bool,
+    ) -> std::io::Result<bool> {
+        if let Some(spare) = self.spare_path(len, budget_pressure) {
+            std::fs::rename(&path, &spare)?;
+            self.spares.push(Spare { path: spare, len });
+            return Ok(true);
+        }
+        let path = match self.deleter.as_ref() {
+            Some(d) if !budget_pressure => match d.try_send(path) {
+                Ok(()) => return Ok(false),
+                Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) => p,
+            },
+            _ => path,
+        };
+        std::fs::remove_file(&path)?;
+        Ok(true)
     }
 
     /// Where the oldest closed segment, `len` bytes, goes to be kept as a spare instead of
