@@ -16,13 +16,14 @@
 # involuntary) per request, from /proc/PID/task (threads of one name summed; one started
 # during the round counts from zero). SPOOL_EXTRA adds lines to callhook's [spool]
 # section, e.g. a small `retention_bytes` for the steady state of a long-running spool,
-# where every roll finds a segment to delete (and, from 2026-11-25, to recycle).
+# where every roll finds a segment to delete (and, from 2026-11-25, to recycle);
+# SERVER_EXTRA adds lines to [server], e.g. `background_threads = "normal"`.
 #
 # The first round of the first server runs cold; compare medians. Loopback only; needs
 # wrk (and nginx when named).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 4 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,20p' "$0"; exit 2; }
 WL=$1; DUR=$2; ROUNDS=$3; shift 3
 SECS=${SECONDS_PER_RUN:-5}
 command -v wrk >/dev/null || { echo "ab: wrk is missing (apt-get install wrk)" >&2; exit 1; }

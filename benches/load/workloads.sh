@@ -15,8 +15,9 @@ INBOUND=$(compact tests/fixtures/messages-inbound-sms.json)
 ANSWER_Q='from=441234567890&to=442038297050&uuid=0779a56d002f1c7f47f82ef5fe84ab79&conversation_uuid=CON-8f5a100c-fbce-4218-8d4b-16341335bcd6'
 
 # callhook's config on PORT with DURABILITY, EXTRA toml, and the shipped answer rules.
-callhook_config() { # port durability [extra-toml]
-  printf '[server]\nlisten = "127.0.0.1:%s"\n[spool]\ndurability = "%s"\n%s\n[log]\nlevel = "warn"\n' "$1" "$2" "${3:-}"
+callhook_config() { # port durability [extra-toml for [spool]]; SERVER_EXTRA: lines for [server]
+  printf '[server]\nlisten = "127.0.0.1:%s"\n%s\n[spool]\ndurability = "%s"\n%s\n[log]\nlevel = "warn"\n' \
+    "$1" "${SERVER_EXTRA:-}" "$2" "${3:-}"
   sed -n '/^\[answer.default\]/,/^# -----/p' deploy/config/callhook.toml | grep -v '^# ---'
 }
 
