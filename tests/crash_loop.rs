@@ -1,7 +1,8 @@
 //! Crash loop: signed events at a high rate, the gateway SIGKILLed at random moments 20
 //! times and restarted on the same spool. Every event that got a 2xx must be in the spool;
 //! with retention deleting (and so recycling) segments, every one newer than the oldest
-//! kept, and nothing deleted comes back.
+//! kept, and nothing deleted comes back. A `callhook tail --follow` running beside the
+//! gateway through all the kills prints exactly what the spool keeps.
 
 mod common;
 use std::collections::HashSet;
@@ -13,19 +14,42 @@ use common::*;
 const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
 const SECRET: &str = "crash-loop-signature-secret-0123";
 
-/// Runs 20 rounds of load, each ended by SIGKILL at a pseudo-random moment. Returns the
-/// acknowledged event ids, the spooled ones in spool order, how many were sent, and how
-/// many segments the rounds recycled (from /metrics just before each kill).
-async fn crash_loop(cfg: &str) -> (Vec<String>, Vec<String>, usize, f64) {
+/// What a crash loop left.
+struct Outcome {
+    /// Event ids that got a 200, in the order the answers came.
+    acked: Vec<String>,
+    /// Event ids in the spool afterwards, in spool order.
+    spooled: Vec<String>,
+    /// Event ids a `tail --follow` started after the first start printed, when asked for.
+    followed: Option<Vec<String>>,
+    sent: usize,
+    /// Segments the rounds recycled (from /metrics just before each kill).
+    recycled: f64,
+}
+
+/// Runs 20 rounds of load, each ended by SIGKILL at a pseudo-random moment.
+async fn crash_loop(cfg: &str, follow: bool) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut sent = 0usize;
     let mut recycled = 0f64;
+    let followed_path = tmp.path().join("followed.jsonl");
+    let mut follower = None;
     // Pseudo-random kill moments, reproducible (xorshift).
     let mut seed = 0x9e3779b97f4a7c15u64;
     for round in 0..20 {
         let mut gw = Gateway::start_in(&data, cfg, &[]);
+        if follow && follower.is_none() {
+            let out = std::fs::File::create(&followed_path).unwrap();
+            let child = std::process::Command::new(BIN)
+                .args(["tail", "--follow", "--data-dir"])
+                .arg(&data)
+                .stdout(out)
+                .spawn()
+                .unwrap();
+            follower = Some(child);
+        }
         let addr = gw.addr;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -82,7 +106,38 @@ async fn crash_loop(cfg: &str) -> (Vec<String>, Vec<String>, usize, f64) {
     }
     let spooled = spooled_uuids(&data);
     let acked = acked.lock().unwrap().clone();
-    (acked, spooled, sent, recycled)
+    let followed = follower.map(|mut child| {
+        // The follower polls every 100 ms; give it time to reach the end, then stop it.
+        let lines = || {
+            std::fs::read_to_string(&followed_path)
+                .unwrap()
+                .lines()
+                .filter(|l| l.ends_with('}'))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while lines() < spooled.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::read_to_string(&followed_path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["body"]["uuid"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    });
+    Outcome {
+        acked,
+        spooled,
+        followed,
+        sent,
+        recycled,
+    }
 }
 
 fn app_cfg(extra: &str) -> String {
@@ -93,7 +148,13 @@ fn app_cfg(extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
-    let (acked, spooled, sent, _) = crash_loop(&app_cfg("")).await;
+    let Outcome {
+        acked,
+        spooled,
+        followed,
+        sent,
+        ..
+    } = crash_loop(&app_cfg(""), true).await;
     let acked: HashSet<String> = acked.into_iter().collect();
     let unique: HashSet<String> = spooled.iter().cloned().collect();
     let missing = acked.difference(&unique).count();
@@ -105,6 +166,18 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
     );
     assert!(acked.len() > 100, "the load ran");
     assert_eq!(missing, 0, "acknowledged events missing after SIGKILLs");
+    // A follower in another process reads past the durable end and waits at a record
+    // still being written; across kills it must neither skip nor repeat one, nor print
+    // one that recovery then cut.
+    let followed = followed.unwrap();
+    let first_difference = followed.iter().zip(&spooled).position(|(f, s)| f != s);
+    assert!(
+        followed.len() == spooled.len() && first_difference.is_none(),
+        "tail --follow printed {} records, the spool holds {}; first difference at {:?}",
+        followed.len(),
+        spooled.len(),
+        first_difference
+    );
 }
 
 /// Small segments and size retention: segments are deleted, kept as spares and written
@@ -115,7 +188,15 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
 async fn twenty_sigkills_on_recycled_segments_lose_nothing_kept() {
     let cfg =
         app_cfg("max_body_bytes = 1024\n[spool]\nsegment_bytes = 8192\nretention_bytes = 32768\n");
-    let (acked, spooled, sent, recycled) = crash_loop(&cfg).await;
+    // No follower: one reading a segment that retention recycles under it starts again
+    // from the oldest segment left (README, Reading the spool).
+    let Outcome {
+        acked,
+        spooled,
+        sent,
+        recycled,
+        ..
+    } = crash_loop(&cfg, false).await;
     // Ids sort in sending order per client: r<round>-c<client>-<n>.
     let client = |id: &str| id.split('-').nth(1).unwrap().to_owned();
     let mut kept: std::collections::HashMap<String, Vec<String>> = Default::default();
