@@ -122,14 +122,7 @@ async fn crash_loop(cfg: &str, follow: bool) -> Outcome {
         std::thread::sleep(Duration::from_millis(300));
         child.kill().unwrap();
         child.wait().unwrap();
-        std::fs::read_to_string(&followed_path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["body"]["uuid"].as_str().unwrap().to_owned()
-            })
-            .collect()
+        body_uuids(std::fs::read_to_string(&followed_path).unwrap().lines())
     });
     Outcome {
         acked,
@@ -148,13 +141,18 @@ fn app_cfg(extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
+    // Small segments (no retention), so the follower also crosses many rolls.
     let Outcome {
         acked,
         spooled,
         followed,
         sent,
         ..
-    } = crash_loop(&app_cfg(""), true).await;
+    } = crash_loop(
+        &app_cfg("max_body_bytes = 1024\n[spool]\nsegment_bytes = 65536\n"),
+        true,
+    )
+    .await;
     let acked: HashSet<String> = acked.into_iter().collect();
     let unique: HashSet<String> = spooled.iter().cloned().collect();
     let missing = acked.difference(&unique).count();

@@ -378,8 +378,12 @@ pub fn tail_lines(data: &Path, extra: &[&str]) -> Vec<String> {
 
 /// The `uuid` of every spooled record's body, in spool order (`callhook tail`).
 pub fn spooled_uuids(data: &Path) -> Vec<String> {
-    tail_lines(data, &[])
-        .iter()
+    body_uuids(tail_lines(data, &[]).iter().map(String::as_str))
+}
+
+/// The `body.uuid` of each `callhook tail` JSON line, in order.
+pub fn body_uuids<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    lines
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["uuid"]
                 .as_str()
