@@ -215,3 +215,146 @@ async fn an_answer_abandoned_by_its_caller_is_no_longer_in_flight() {
     gw.wait_metric("callhook_http_requests_in_flight", 0.0)
         .await;
 }
+
+/// A fixture with `fields` set (or replaced) at the top level, compact.
+fn with_fields(name: &str, fields: serde_json::Value) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(name)).unwrap();
+    for (k, f) in fields.as_object().unwrap() {
+        v[k] = f.clone();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// What Vonage sends to the fallback URL after an event's event_url failed twice: the
+/// event plus `reason` and `original_request` (../shared/vonage-webhooks.md §4.1).
+fn event_fallback(name: &str) -> Vec<u8> {
+    with_fields(
+        name,
+        serde_json::json!({
+            "reason": "Connection closed.",
+            "original_request": {"url": "https://example.com/webhooks/voice/event", "type": "event"}
+        }),
+    )
+}
+
+/// Events that may steer the call (`input`, `notify`, `disconnected`, `machine`, a
+/// synchronous `connect`'s failure states) get the rule upstream's NCCO in their reply;
+/// other events an empty 200 without asking it. An event re-sent to the fallback URL is
+/// the same event: spooled as `voice.event` with its own type, and replied to as one.
+#[tokio::test]
+async fn events_that_take_an_ncco_get_the_upstreams_and_so_do_their_fallbacks() {
+    let ok = upstream("ok").await;
+    // The fixtures call 15557654321 (input) and 447700900000 (the rest).
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        upstream_rule("15557654321", ok, 2000),
+        upstream_rule("447700900000", ok, 2000)
+    ));
+    let from_upstream = |r: &Reply, what: &str| {
+        assert_eq!(r.status, 200, "{what}");
+        assert_eq!(r.json()[0]["text"], "from upstream", "{what}");
+    };
+    let empty = |r: &Reply, what: &str| {
+        assert_eq!(r.status, 200, "{what}");
+        assert!(r.body.is_empty(), "{what}: {:?}", r.body);
+    };
+    for name in [
+        "voice-event-input-dtmf.json",
+        "voice-event-disconnected.json",
+        "voice-event-machine.json",
+    ] {
+        let r = gw
+            .post("/webhooks/voice/event", compact(&fixture(name)))
+            .await;
+        from_upstream(&r, name);
+    }
+    let sync = with_fields(
+        "voice-event-timeout.json",
+        serde_json::json!({"eventType": "synchronous"}),
+    );
+    from_upstream(
+        &gw.post("/webhooks/voice/event", sync).await,
+        "sync timeout",
+    );
+    for name in ["voice-event-timeout.json", "voice-event-completed.json"] {
+        let r = gw
+            .post("/webhooks/voice/event", compact(&fixture(name)))
+            .await;
+        empty(&r, name);
+    }
+    // Fallbacks of events: the same replies.
+    let r = gw
+        .post(
+            "/webhooks/voice/fallback",
+            event_fallback("voice-event-input-dtmf.json"),
+        )
+        .await;
+    from_upstream(&r, "input's fallback");
+    let r = gw
+        .post(
+            "/webhooks/voice/fallback",
+            event_fallback("voice-event-completed.json"),
+        )
+        .await;
+    empty(&r, "completed's fallback");
+    // An answer's fallback still gets the rule's fallback NCCO.
+    let answer = with_fields(
+        "voice-answer-fallback.json",
+        serde_json::json!({"to": "447700900000"}),
+    );
+    let r = gw.post("/webhooks/voice/fallback", answer).await;
+    assert_eq!(r.json()[0]["text"], "fallback");
+    let mut recs = Vec::new();
+    for _ in 0..100 {
+        recs = gw.tail(&[]);
+        if recs.len() == 9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[6..], ["voice.event", "voice.event", "voice.fallback"]);
+    // The input's fallback counted as an input (its `reason` is not an error event's).
+    let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    for series in [
+        r#"callhook_events_accepted_total{kind="voice.event",type="input"} 2"#,
+        r#"callhook_events_accepted_total{kind="voice.event",type="completed"} 2"#,
+        r#"callhook_events_accepted_total{kind="voice.fallback",type="fallback"} 1"#,
+    ] {
+        assert!(m.contains(series), "{series} in {m}");
+    }
+    assert!(!m.contains(r#"kind="voice.event",type="error""#), "{m}");
+}
+
+/// The outage that sends an event to the fallback URL (the spool refusing: 503) must not
+/// turn it into a 200 for an event that was never stored.
+#[tokio::test]
+async fn an_event_fallback_is_refused_like_its_event_when_the_spool_is_full() {
+    let gw = Gateway::start(
+        "max_body_bytes = 2048\n[spool]\nsegment_bytes = 8192\ndisk_budget_bytes = 8192\n",
+    );
+    let mut i = 0;
+    loop {
+        let body = with_fields(
+            "voice-event-input-dtmf.json",
+            serde_json::json!({"uuid": format!("leg-{i}")}),
+        );
+        let r = gw.post("/webhooks/voice/event", body).await;
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 200);
+        i += 1;
+        assert!(i < 1000, "the spool never filled");
+    }
+    let stored = gw.tail(&[]).len();
+    let r = gw
+        .post(
+            "/webhooks/voice/fallback",
+            event_fallback("voice-event-input-dtmf.json"),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "spool_full");
+    assert_eq!(gw.tail(&[]).len(), stored);
+}

@@ -22,7 +22,7 @@ use crate::spool::NewRecord;
 use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
 use crate::verify::{AppId, Capability, SignedRequest, Verdict};
-use crate::webhook::{self, Family, WebhookKind};
+use crate::webhook::{self, Family, WebhookKind, call_control};
 
 /// One log line a second per rejection reason (a flood of 404s must not hide the first
 /// `spool_io_error`), each saying how many of its kind went unlogged.
@@ -202,6 +202,15 @@ async fn webhook(
         received_us / 1_000_000,
     )?;
 
+    // An event re-sent to the fallback URL is that event: spooled and answered as one.
+    let kind = if kind == WebhookKind::VoiceFallback
+        && call_control::is_event_fallback(is_get, query, &body)
+    {
+        WebhookKind::VoiceEvent
+    } else {
+        kind
+    };
+
     // Answers render an NCCO without waiting on the disk (see `answer`).
     let call = AnswerCall {
         kind,
@@ -223,8 +232,10 @@ async fn webhook(
         webhook::inspect_body(kind, &body)?
     };
     let (label, recognized) = (inspection.label, inspection.recognized);
-    let may_carry_ncco =
-        kind == WebhookKind::VoiceEvent && matches!(&inspection.etype[..], b"input" | b"notify");
+    let may_carry_ncco = kind == WebhookKind::VoiceEvent
+        && call_control::may_take_ncco(&inspection.etype, || {
+            call_control::is_synchronous(is_get, query, &body)
+        });
     let record = new_record(
         kind,
         is_get,

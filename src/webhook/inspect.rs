@@ -240,6 +240,15 @@ fn type_name(v: simd_json::tape::Value<'_, '_>) -> &'static str {
     }
 }
 
+/// Whether the string at `path` (nested objects) of a POST body that is a JSON object
+/// equals `want`. A body that is not one, or lacks the field, is `false`.
+pub(super) fn json_text_is(body: &Bytes, path: &[&str], want: &str) -> bool {
+    with_json(body, |v, base| {
+        Json { v, body, base }.nested(path).as_deref() == Some(want)
+    })
+    .unwrap_or(false)
+}
+
 /// Parses a POST body into a borrowed value over `scratch` (one copy of the body) for
 /// callers that need more than the key, such as the answer path.
 ///
@@ -416,8 +425,12 @@ fn voice_event_type<'a>(f: &'a dyn Fields) -> Option<Cow<'a, str>> {
         ("speech", "input"),
         ("dtmf", "input"),
     ];
+    // An event re-sent to the fallback URL carries `reason` (why its event_url failed)
+    // beside `original_request`: that is not an error event's `reason`.
+    let fallback = f.has("original_request");
     by_field
         .iter()
+        .filter(|(field, _)| !(fallback && *field == "reason"))
         .find(|(field, _)| f.has(field))
         .map(|(_, t)| Cow::Borrowed(*t))
 }

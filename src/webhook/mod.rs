@@ -2,6 +2,7 @@
 //! label, and whether the shape was recognised. Bodies are never rewritten: what Vonage sent
 //! is what gets spooled and forwarded.
 
+pub mod call_control;
 pub mod inspect;
 pub mod query;
 
