@@ -2,10 +2,10 @@
 # install-test-tools.sh: installs what callhook's test suite needs beyond the Rust toolchain.
 # Idempotent: installs only what is missing, says what it did, exits non-zero when it cannot.
 #
-#   prometheus, promtool   Debian's `prometheus` package. tests/deploy.rs runs
+#   prometheus, promtool   Debian's `prometheus` package. tests/deploy/ runs
 #                          `promtool check rules|config` and `promtool test rules`;
 #                          tests/observability.rs scrapes a real callhook with `prometheus`.
-#   python3 + PyYAML       tests/deploy.rs parses every YAML file under deploy/ with it
+#   python3 + PyYAML       tests/deploy/ parses every YAML file under deploy/ with it
 #                          (Debian's python3-yaml when no python3 on PATH can `import yaml`).
 #   OpenSSL headers        librdkafka is built with TLS against the system OpenSSL
 #                          (libssl-dev, found through pkg-config); the official Rust images
