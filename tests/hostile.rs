@@ -270,3 +270,63 @@ async fn slow_bodies_share_a_bounded_budget() {
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
     assert_eq!(gw.tail(&[]).len(), 4);
 }
+
+/// A client that cannot sign cannot take that budget: where signatures are enforced, a
+/// slow body without a valid token is refused as soon as its head is in (as it would be
+/// once whole: 503 `unsigned`, 401 for a bad token), so a signed slow body still gets its
+/// share.
+#[tokio::test]
+async fn unsigned_slow_bodies_are_refused_before_they_hold_the_budget() {
+    const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
+    const SECRET: &str = "slow-body-signature-secret-01234";
+    let gw = Gateway::start(&format!(
+        "max_body_bytes = 2048\nslow_body_bytes = 4096\n[[applications]]\nid = \"{APP}\"\nname = \"slow\"\napi_key = \"k\"\nsignature_secrets = [\"{SECRET}\"]\ncapabilities = [\"voice\"]\n"
+    ));
+    let head =
+        "{\"uuid\":\"slow\",\"conversation_uuid\":\"CON-slow\",\"status\":\"started\",\"pad\":\"";
+    let body = format!("{head}{}\"}}", "x".repeat(2048 - head.len() - 2));
+    let request_head = |auth: &str| {
+        format!(
+            "POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2048\r\n{auth}connection: close\r\n\r\n{{"
+        )
+    };
+    // Two that would fill the budget: no token, and a forged one. Each is answered at
+    // once, with its body still owed.
+    let forged = vonage_token(
+        "not-the-secret-at-all-0123456789",
+        "k",
+        APP,
+        body.as_bytes(),
+        now_unix(),
+        "f",
+    );
+    for (auth, code, error) in [
+        (String::new(), 503, "unsigned"),
+        (
+            format!("authorization: Bearer {forged}\r\n"),
+            401,
+            "invalid_signature",
+        ),
+    ] {
+        let (codes, t) = raw(
+            gw.addr,
+            request_head(&auth).as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(codes, [code], "{t}");
+        assert!(t.contains(&format!("\"error\":\"{error}\"")), "{t}");
+    }
+    // A signed slow body is admitted and completes.
+    let token = vonage_token(SECRET, "k", APP, body.as_bytes(), now_unix(), "ok");
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let auth = format!("authorization: Bearer {token}\r\n");
+    s.write_all(request_head(&auth).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(&body.as_bytes()[1..]).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(gw.tail(&[]).len(), 1);
+}

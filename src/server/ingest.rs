@@ -185,9 +185,10 @@ async fn webhook(
         return Err(IngestError::ShuttingDown);
     }
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts, body, &state.cfg.server, &state.slow_bodies).await?;
     let query = parts.uri.query().unwrap_or("");
     let is_get = parts.method == Method::GET;
+    let early = || refuse_early(state, kind, &parts, query, path_app.as_deref());
+    let body = read_body(&parts, body, &state.cfg.server, &state.slow_bodies, early).await?;
     let received_us = now_us();
 
     // Verify before parsing: nothing unsigned or forged reaches the spool.
@@ -327,6 +328,35 @@ fn verify(
     }
 }
 
+/// For a body still arriving: the refusal its token alone earns where the route enforces
+/// signatures (`Verifier::refuse_early`), before the request holds slow-body budget.
+fn refuse_early(
+    state: &AppState,
+    kind: WebhookKind,
+    parts: &hyper::http::request::Parts,
+    query: &str,
+    path_app: Option<&str>,
+) -> Result<(), IngestError> {
+    let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    // A legacy `sig` (GET) is checked with the rest, as `verify` does.
+    if state.verifier.is_open() || (authorization.is_none() && webhook::query::has(query, "sig")) {
+        return Ok(());
+    }
+    let req = SignedRequest {
+        capability: capability(kind),
+        authorization,
+        body: &[],
+        query: None,
+        path_app,
+        now_unix: now_us() / 1_000_000,
+    };
+    match state.verifier.refuse_early(&req) {
+        None | Some(Verdict::Accept { .. }) => Ok(()),
+        Some(Verdict::Unsigned) => Err(IngestError::Unsigned),
+        Some(Verdict::Reject(e)) => Err(IngestError::Signature(e)),
+    }
+}
+
 fn capability(kind: WebhookKind) -> Capability {
     match kind.family() {
         Family::Voice => Capability::Voice,
@@ -358,6 +388,7 @@ async fn read_body(
     mut body: Incoming,
     cfg: &crate::config::ServerConfig,
     slow: &AtomicU64,
+    refuse_early: impl FnOnce() -> Result<(), IngestError>,
 ) -> Result<Bytes, IngestError> {
     let limit = cfg.max_body_bytes;
     let declared = parts
@@ -396,6 +427,8 @@ async fn read_body(
     let collected = match first {
         Poll::Ready(r) => r,
         Poll::Pending => {
+            // Only a request that could pass its signature check waits, holding budget.
+            refuse_early()?;
             let want = declared.unwrap_or(limit as u64);
             let _held = SlowBody::reserve(slow, want, cfg.slow_body_bytes)
                 .ok_or(IngestError::SlowBodies)?;

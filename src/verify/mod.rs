@@ -205,6 +205,25 @@ impl Verifier {
 
     /// Verifies one JWT-signed webhook (doc §2.4) and applies the mode policy.
     pub fn verify(&self, req: &SignedRequest<'_>) -> Verdict {
+        self.judge(req, false)
+    }
+
+    /// The refusal a request gets on its token alone, for a body still arriving: everything
+    /// but the payload hash and the replay cache is checked, and `Some` comes back only when
+    /// the route enforces signatures and the token (or its absence) already fails there.
+    /// So a client that cannot sign cannot hold the budget for slow bodies while it trickles
+    /// one in. `None` records nothing; the full [`verify`](Self::verify) runs once the
+    /// body is in.
+    pub fn refuse_early(&self, req: &SignedRequest<'_>) -> Option<Verdict> {
+        match self.judge(req, true) {
+            v @ (Verdict::Reject(_) | Verdict::Unsigned) => Some(v),
+            Verdict::Accept { .. } => None,
+        }
+    }
+
+    /// `verify`, or with `head_only` the checks that need no body, recording only refusals
+    /// (a later `verify` records the rest).
+    fn judge(&self, req: &SignedRequest<'_>, head_only: bool) -> Verdict {
         if self.apps.is_empty() {
             return Verdict::Accept {
                 app: None,
@@ -222,6 +241,7 @@ impl Verifier {
                         SignatureError::UnknownApplication.into(),
                         SignatureMode::Enforce,
                         None,
+                        head_only,
                     );
                 }
             },
@@ -232,10 +252,14 @@ impl Verifier {
         }
         let token = match req.authorization.map(jwt::bearer_token) {
             Some(Ok(t)) => t,
-            Some(Err(e)) => return self.resolve(e.into(), route_mode, path_idx),
-            None => return self.resolve(SignatureError::MissingToken.into(), route_mode, path_idx),
+            Some(Err(e)) => return self.resolve(e.into(), route_mode, path_idx, head_only),
+            None => {
+                let missing = SignatureError::MissingToken.into();
+                return self.resolve(missing, route_mode, path_idx, head_only);
+            }
         };
-        match self.check_token(token, req, path_idx) {
+        match self.check_token(token, req, path_idx, head_only) {
+            Ok(v) if head_only => self.accept(v.app.or(path_idx), None),
             Ok(v) => {
                 metrics::counter!("callhook_signature_verified_total").increment(1);
                 if let Some(soft) = v.soft {
@@ -244,7 +268,7 @@ impl Verifier {
                 }
                 self.accept(v.app.or(path_idx), v.soft)
             }
-            Err(f) => self.resolve(f, route_mode, path_idx),
+            Err(f) => self.resolve(f, route_mode, path_idx, head_only),
         }
     }
 
@@ -288,7 +312,7 @@ impl Verifier {
             return None;
         }
         let mode = path_idx.map_or(self.route_mode[cap], |i| self.apps[i].mode);
-        Some(self.resolve(SignatureError::BadLegacySig.into(), mode, path_idx))
+        Some(self.resolve(SignatureError::BadLegacySig.into(), mode, path_idx, false))
     }
 
     /// True when no application is configured: every request is accepted unverified (local
@@ -310,15 +334,24 @@ impl Verifier {
     }
 
     /// Applies the mode in force to a failure: the verified application's mode when the token
-    /// got that far, else the route's.
-    fn resolve(&self, f: Failure, route_mode: SignatureMode, path_idx: Option<usize>) -> Verdict {
+    /// got that far, else the route's. `head_only` (see `refuse_early`): a failure that is
+    /// only reported is left for the full check to record.
+    fn resolve(
+        &self,
+        f: Failure,
+        route_mode: SignatureMode,
+        path_idx: Option<usize>,
+        head_only: bool,
+    ) -> Verdict {
         let mode = f.app.map_or(route_mode, |i| self.apps[i].mode);
         let app = f.app.or(path_idx);
         match mode {
             SignatureMode::Off => self.accept(app, None),
             SignatureMode::Report => {
-                self.failures
-                    .record(f.err, mode, app.map(|i| &self.apps[i].id));
+                if !head_only {
+                    self.failures
+                        .record(f.err, mode, app.map(|i| &self.apps[i].id));
+                }
                 self.accept(app, Some(f.err))
             }
             SignatureMode::Enforce => {
@@ -337,6 +370,7 @@ impl Verifier {
         token: &[u8],
         req: &SignedRequest<'_>,
         path_idx: Option<usize>,
+        head_only: bool,
     ) -> Result<Verified, Failure> {
         let parts = jwt::split(token)?;
         jwt::check_header(parts.header)?;
@@ -367,6 +401,9 @@ impl Verifier {
         }
         if claims.nbf.is_some_and(|nbf| nbf.0 > req.now_unix) {
             return Err(fail(SignatureError::NotYetValid));
+        }
+        if head_only {
+            return Ok(Verified { app, soft: None });
         }
         let claim =
             jwt::s(&claims.payload_hash).ok_or_else(|| fail(SignatureError::MissingPayloadHash))?;

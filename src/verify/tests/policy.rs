@@ -286,3 +286,44 @@ fn legacy_sig_through_verifier() {
         bad
     );
 }
+
+/// A body still arriving is judged on its token alone: refused only where enforcement
+/// would refuse it anyway; a good token passes whatever the (absent) body hashes to, and
+/// the replay cache is not touched.
+#[test]
+fn refuse_early_judges_the_token_without_the_body() {
+    let v = verifier(&[app_a()]);
+    let good = bearer(&mint(&claims("early-1", BODY.as_bytes()), NEW_SECRET));
+    assert_eq!(
+        v.refuse_early(&post(Capability::Voice, Some(&good), b"")),
+        None
+    );
+    assert_eq!(v.replay_cache_len(), 0);
+    // The full check still sees the whole body, then remembers the jti.
+    assert_eq!(
+        v.verify(&post(Capability::Voice, Some(&good), BODY.as_bytes())),
+        accepted(APP_A)
+    );
+    let forged = bearer(&mint(
+        &claims("early-2", BODY.as_bytes()),
+        "wrong-secret-0123456789",
+    ));
+    assert!(matches!(
+        v.refuse_early(&post(Capability::Voice, Some(&forged), b"")),
+        Some(Verdict::Reject(_))
+    ));
+    assert_eq!(
+        v.refuse_early(&post(Capability::Voice, None, b"")),
+        Some(Verdict::Unsigned)
+    );
+    // Where failures are only reported, nothing is refused early.
+    let report = verifier(&[with_mode(app_a(), SignatureMode::Report)]);
+    assert_eq!(
+        report.refuse_early(&post(Capability::Voice, None, b"")),
+        None
+    );
+    assert_eq!(
+        report.refuse_early(&post(Capability::Voice, Some(&forged), b"")),
+        None
+    );
+}
