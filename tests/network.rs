@@ -321,3 +321,45 @@ async fn probes_answer_head_as_well_as_get() {
         assert_eq!(r.headers["allow"], "GET, HEAD");
     }
 }
+
+/// Over the connection cap, a TLS listener closes the connection rather than write a
+/// plaintext 503 that a TLS client could only read as a broken handshake.
+#[tokio::test]
+async fn a_tls_connection_over_the_cap_is_closed_without_plaintext() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, der) = tls_gateway(dir.path(), "max_connections = 2\n");
+    let held = [
+        tls_connect(gw.addr, &der, b"http/1.1").await,
+        tls_connect(gw.addr, &der, b"http/1.1").await,
+    ];
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut got = Vec::new();
+    let r =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "the refused connection was not closed");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    let m = String::from_utf8(metrics_over_tls(gw.addr, &der, held).await).unwrap();
+    assert!(
+        m.contains("callhook_http_connections_rejected_total 1"),
+        "{m}"
+    );
+}
+
+/// `/metrics` once the held connections are gone (the cap has room again).
+async fn metrics_over_tls(
+    addr: std::net::SocketAddr,
+    der: &[u8],
+    held: [tokio_rustls::client::TlsStream<tokio::net::TcpStream>; 2],
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut tls = tls_connect(addr, der, b"http/1.1").await;
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    out
+}

@@ -214,7 +214,12 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         if open.load(Ordering::Relaxed) >= cfg.max_connections {
             metrics::counter!("callhook_http_connections_rejected_total").increment(1);
-            tokio::spawn(refuse(stream, cfg.retry_after_secs));
+            // A TLS client would read a plaintext 503 as a broken handshake; a handshake
+            // per refused connection is the work the cap saves. It is closed instead,
+            // which Vonage retries like a 503.
+            if tls.is_none() {
+                tokio::spawn(refuse(stream, cfg.retry_after_secs));
+            }
             continue;
         }
         let guard = ConnGuard::new(open.clone(), conns_gauge.clone());
