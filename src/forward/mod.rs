@@ -7,8 +7,11 @@
 //!   to records in flight at the crash, and carry the same `ce_id`.
 //! - Ordered per call: records are sent in spool order with the call's key, through an
 //!   idempotent producer (`enable.idempotence`, `acks=all`) whose own retries keep order.
-//!   Only after a delivery *failure* (Kafka away longer than `message_timeout_ms`) can a
-//!   retried record land after a later one of the same call.
+//!   Only after a delivery *failure* (Kafka, or a partition's leader, away longer than
+//!   `message_timeout_ms`) can a retried record land after a later one of the same call:
+//!   librdkafka times out each queued record on its own clock, and one queued behind it
+//!   can be delivered between the first one's timeout and its resend. Records read while
+//!   older ones of their topic wait for a resend queue behind them.
 //! - One failing topic does not stop the others: its records wait (in memory, bounded by
 //!   `max_in_flight`) and are retried with back-off while other topics keep flowing (up to
 //!   `SPAN_PER_IN_FLIGHT × max_in_flight` records past the oldest); the checkpoint waits
@@ -322,8 +325,10 @@ impl Pipeline {
             if self.fatal && Instant::now() >= self.next_replace {
                 self.replace_producer();
             }
-            let read = self.read_and_send();
+            // Waiting records first: a record read now must not overtake an older one of
+            // its topic (and perhaps its call) that is due again.
             self.retry_due();
+            let read = self.read_and_send();
             if self.serve_ready_events() == 0 && read == 0 && self.wake.pending() == 0 {
                 // Nothing sent and no event waiting: sleep until librdkafka has one
                 // (`wake`), at most briefly while records are in flight (their reports
@@ -420,8 +425,13 @@ impl Pipeline {
                 dlq_descriptor: false,
             },
         );
-        self.topics[topic].waiting += 1;
-        if self.topics[topic].backoff_until.is_none() {
+        let t = &mut self.topics[topic];
+        t.waiting += 1;
+        // Sent now only when nothing older of its topic waits; else `retry_due` sends it
+        // behind them, in spool order. A success on another partition clears the topic's
+        // back-off while a record of a leaderless one still waits: sending the new record
+        // at once would put it ahead of that one, perhaps of the same call.
+        if t.backoff_until.is_none() && t.waiting == 1 {
             self.send(seq);
         }
     }
