@@ -379,7 +379,8 @@ impl ProducerContext for Counts {
 /// producer of these headers must (what callhook's forwarder adds on top of that shows).
 fn ceiling(cfg: &KafkaConfig, topic: &str, records: &[StoredRecord], prebuilt: bool) -> Run {
     let mut writer = HeaderWriter::default();
-    let mut build = |r: &StoredRecord| writer.headers(r, WebhookKind::VoiceEvent, &cfg.ce_source);
+    let mut build =
+        |r: &StoredRecord| writer.headers(r, Some(WebhookKind::VoiceEvent), &cfg.ce_source);
     let mut prepared: Vec<Option<OwnedHeaders>> = Vec::with_capacity(records.len());
     prepared.extend(records.iter().map(|r| prebuilt.then(|| build(r))));
     let cpu0 = cpu_seconds();

@@ -415,7 +415,6 @@ fn a_checkpoint_that_cannot_be_corrected_at_start_does_not_stop_forwarding() {
 /// instead, and forwarding carries on.
 #[test]
 fn a_value_the_dead_letter_topic_refuses_as_too_large_goes_as_its_descriptor() {
-    use rdkafka::message::Headers;
     let Rig {
         cluster,
         bootstrap,
@@ -429,32 +428,7 @@ fn a_value_the_dead_letter_topic_refuses_as_too_large_goes_as_its_descriptor() {
     cluster.request_errors(RDKafkaApiKey::Produce, &[too_large, too_large]);
     append_events(&rt, &spool, 0..1);
 
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "mock-test-dlq-descriptor")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&["callhook.dlq"]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dlq = loop {
-        assert!(Instant::now() < deadline, "nothing reached the DLQ");
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            let headers: Vec<(String, String)> = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|hd| {
-                            let v = String::from_utf8_lossy(hd.value.unwrap_or_default());
-                            (hd.key.to_owned(), v.into_owned())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            break (headers, value);
-        }
-    };
+    let dlq = first_dlq_record(&bootstrap, "mock-test-dlq-descriptor");
     let header = |k: &str| dlq.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(header("callhook_dlq_value"), Some("descriptor"), "{dlq:?}");
     assert_eq!(header("callhook_dlq_reason"), Some("too_large"));
@@ -495,6 +469,80 @@ fn a_topic_not_authorised_for_a_while_waits_rather_than_dead_lettering() {
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 30);
     let dlq = consume_ids(&bootstrap, "callhook.dlq", 1, Duration::from_secs(2));
     assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
+    fwd.stop();
+    rt.block_on(spool.shutdown());
+}
+
+/// The first record on the dead-letter topic: its headers and its JSON value.
+fn first_dlq_record(bootstrap: &str, group: &str) -> (Vec<(String, String)>, serde_json::Value) {
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["callhook.dlq"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "nothing reached the DLQ");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let headers: Vec<(String, String)> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|hd| {
+                            let v = String::from_utf8_lossy(hd.value.unwrap_or_default());
+                            (hd.key.to_owned(), v.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            return (headers, value);
+        }
+    }
+}
+
+/// A record of a kind this build does not know (spooled by a newer build, which was then
+/// rolled back) got a 2xx: it goes to the dead-letter topic rather than being stepped
+/// over, and forwarding carries on past it.
+#[test]
+fn a_record_of_a_kind_this_build_does_not_know_is_dead_lettered() {
+    let Rig {
+        cluster: _cluster,
+        bootstrap,
+        dir,
+        rt,
+        spool,
+    } = Rig::new();
+    let fwd = start_forwarder(&bootstrap, &spool);
+    rt.block_on(async {
+        let newer = NewRecord {
+            kind: 99,
+            ..event(1000)
+        };
+        spool.append(newer).await.unwrap();
+    });
+    append_events(&rt, &spool, 0..5);
+    let (headers, value) = first_dlq_record(&bootstrap, "mock-test-dlq-unknown-kind");
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        header("callhook_dlq_reason"),
+        Some("unknown_kind"),
+        "{headers:?}"
+    );
+    assert_eq!(header("ce_type"), Some("com.vonage.unknown.started"));
+    assert_eq!(value["uuid"], "e1000");
+    let mut ids = consume_ids(&bootstrap, "vonage.voice.event", 5, Duration::from_secs(30));
+    ids.sort();
+    assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4"]);
+    checkpoint_reaches(dir.path(), 6);
     fwd.stop();
     rt.block_on(spool.shutdown());
 }

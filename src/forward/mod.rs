@@ -73,6 +73,7 @@ const KIND_SLOTS: usize = 1 << u8::BITS;
 /// it is stuck. At the bound, reading waits for it (and the lag alert fires).
 const SPAN_PER_IN_FLIGHT: usize = 4;
 static SPAN_LOG: RateLimit = RateLimit::new();
+static UNKNOWN_KIND_LOG: RateLimit = RateLimit::new();
 /// Longest pause between retry rounds: short, so a recovered broker is used again quickly.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -174,7 +175,8 @@ enum State {
 
 struct Held {
     rec: StoredRecord,
-    kind: WebhookKind,
+    /// `None`: a kind this build does not know; its `topic` is then the DLQ.
+    kind: Option<WebhookKind>,
     topic: usize,
     state: State,
     dlq_reason: &'static str,
@@ -403,15 +405,26 @@ impl Pipeline {
     }
 
     fn admit(&mut self, rec: StoredRecord) {
-        let Some(kind) = WebhookKind::from_u8(rec.kind) else {
-            tracing::error!(
-                seq = rec.seq.0,
-                kind = rec.kind,
-                "spool record of unknown kind; not forwarded"
-            );
-            return;
+        let kind = WebhookKind::from_u8(rec.kind);
+        let (topic, state, dlq_reason) = match kind {
+            Some(kind) => (self.by_kind[kind as usize], State::Waiting, ""),
+            // Spooled by a newer build (then rolled back): no topic here, but it got a 2xx
+            // and the checkpoint must not pass it unsent. Dead-lettered, like a record
+            // Kafka refuses.
+            None => {
+                metrics::counter!("callhook_kafka_dlq_total", "reason" => "unknown_kind")
+                    .increment(1);
+                if let Some(not_logged) = UNKNOWN_KIND_LOG.admit(1000) {
+                    tracing::error!(
+                        seq = rec.seq.0,
+                        kind = rec.kind,
+                        not_logged,
+                        "spool record of a kind this build does not know (written by a newer one?); sending it to the dead-letter topic (log rate-limited to 1/s)"
+                    );
+                }
+                (self.dlq, State::DlqWaiting, "unknown_kind")
+            }
         };
-        let topic = self.by_kind[kind as usize];
         let seq = rec.seq.0;
         self.held_bytes += rec.encoded_len();
         self.held.insert(
@@ -420,8 +433,8 @@ impl Pipeline {
                 rec,
                 kind,
                 topic,
-                state: State::Waiting,
-                dlq_reason: "",
+                state,
+                dlq_reason,
                 dlq_descriptor: false,
             },
         );
@@ -451,7 +464,11 @@ impl Pipeline {
                 })
                 .insert(Header {
                     key: "callhook_dlq_original_topic",
-                    value: Some(self.topics[h.topic].name.as_str()),
+                    // A kind this build does not know has no topic here.
+                    value: Some(match h.kind {
+                        Some(_) => self.topics[h.topic].name.as_str(),
+                        None => "",
+                    }),
                 });
             if h.dlq_descriptor || value.len() + h.rec.key().len() > self.dlq_max_value {
                 headers = headers.insert(Header {
@@ -536,46 +553,6 @@ impl Pipeline {
                 }
                 Err(code) => self.failed(seq, was_dlq, code),
             }
-        }
-    }
-
-    /// Persists the first unconfirmed position when it moved (or on `force`).
-    fn checkpoint_if_due(&mut self, force: bool) {
-        let next = self
-            .held
-            .first()
-            .map_or(self.reader.position(), |(s, _)| Seq(s));
-        let durable = self.spool.durable_next();
-        let lag = durable.0.saturating_sub(next.0);
-        self.status.set_lag(lag);
-        metrics::gauge!("callhook_kafka_lag_records").set(lag as f64);
-        metrics::gauge!("callhook_kafka_in_flight").set(self.held.len() as f64);
-        metrics::gauge!("callhook_kafka_in_flight_bytes").set(self.held_bytes as f64);
-        let age = self.held.first().map_or(0.0, |(_, h)| {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            (now_us - h.rec.received_us).max(0) as f64 / 1e6
-        });
-        metrics::gauge!("callhook_kafka_lag_seconds").set(age);
-        // Kafka has everything below `next`, so its segments may go whether or not the
-        // checkpoint is written yet: on a full disk, where the checkpoint (a new file)
-        // cannot be written, deleting them is what makes room. After a restart from an
-        // older checkpoint the reader starts at the oldest segment left, past nothing
-        // undelivered.
-        self.spool.set_forwarded(next);
-        let interval = Duration::from_millis(self.cfg.checkpoint_interval_ms);
-        let moved = next > self.committed || self.stale_checkpoint;
-        if moved && (force || self.last_persist.elapsed() >= interval) {
-            match self.checkpoint.store(next) {
-                Ok(()) => {
-                    self.committed = next;
-                    self.stale_checkpoint = false;
-                    metrics::gauge!("callhook_kafka_checkpoint_seq").set(next.0 as f64);
-                }
-                Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),
-            }
-            self.last_persist = Instant::now();
         }
     }
 

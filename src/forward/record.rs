@@ -57,13 +57,13 @@ fn push_ce_id(rec: &StoredRecord, out: &mut Vec<u8>) {
 /// `com.vonage.rtc.event.member.joined`; just the kind when the type is unknown.
 pub fn ce_type(kind: WebhookKind, etype: &[u8]) -> String {
     let mut t = Vec::with_capacity(32 + etype.len());
-    push_ce_type(kind, etype, &mut t);
+    push_ce_type(Some(kind), etype, &mut t);
     String::from_utf8(t).expect("ce_type is ASCII")
 }
 
-fn push_ce_type(kind: WebhookKind, etype: &[u8], out: &mut Vec<u8>) {
+fn push_ce_type(kind: Option<WebhookKind>, etype: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"com.vonage.");
-    out.extend_from_slice(kind.as_str().as_bytes());
+    out.extend_from_slice(kind.map_or("unknown", WebhookKind::as_str).as_bytes());
     if !etype.is_empty() {
         out.push(b'.');
         out.extend(etype.iter().map(|&b| match b {
@@ -76,7 +76,7 @@ fn push_ce_type(kind: WebhookKind, etype: &[u8], out: &mut Vec<u8>) {
 /// Headers for one record: CloudEvents binary mode plus callhook's own. A one-off
 /// [`HeaderWriter`]; the forwarder keeps one.
 pub fn headers(rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHeaders {
-    HeaderWriter::default().headers(rec, kind, source)
+    HeaderWriter::default().headers(rec, Some(kind), source)
 }
 
 /// Builds record headers on the forwarder's per-record path with no allocation of its own
@@ -93,8 +93,14 @@ pub struct HeaderWriter {
 }
 
 impl HeaderWriter {
-    /// Headers for one record: CloudEvents binary mode plus callhook's own.
-    pub fn headers(&mut self, rec: &StoredRecord, kind: WebhookKind, source: &str) -> OwnedHeaders {
+    /// Headers for one record: CloudEvents binary mode plus callhook's own. `None`: a kind
+    /// this build does not know (spooled by a newer one), `ce_type` `com.vonage.unknown`.
+    pub fn headers(
+        &mut self,
+        rec: &StoredRecord,
+        kind: Option<WebhookKind>,
+        source: &str,
+    ) -> OwnedHeaders {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         push_ce_id(rec, &mut buf);
@@ -316,8 +322,9 @@ mod tests {
             let mut r = rec(b"{}");
             r.received_us = us;
             r.seq = Seq(seq);
-            let h = w.headers(&r, WebhookKind::VoiceEvent, "urn:test");
-            let fresh = HeaderWriter::default().headers(&r, WebhookKind::VoiceEvent, "urn:test");
+            let h = w.headers(&r, Some(WebhookKind::VoiceEvent), "urn:test");
+            let fresh =
+                HeaderWriter::default().headers(&r, Some(WebhookKind::VoiceEvent), "urn:test");
             assert_eq!(texts(&h), texts(&fresh));
             let h = texts(&h);
             let get = |k: &str| h.iter().find(|(key, _)| key == k).unwrap().1.clone();

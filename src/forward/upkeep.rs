@@ -1,13 +1,54 @@
-//! The forwarder's upkeep besides sending: broker and topic health for `/readyz`, and
-//! replacing a producer that hit a fatal error.
+//! The forwarder's upkeep besides sending: the checkpoint and lag, broker and topic health
+//! for `/readyz`, and replacing a producer that hit a fatal error.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::Producer as _;
 
 use super::{MAX_BACKOFF, Pipeline, State, admin, producer};
+use crate::spool::Seq;
 
 impl Pipeline {
+    /// Persists the first unconfirmed position when it moved (or on `force`).
+    pub(super) fn checkpoint_if_due(&mut self, force: bool) {
+        let next = self
+            .held
+            .first()
+            .map_or(self.reader.position(), |(s, _)| Seq(s));
+        let durable = self.spool.durable_next();
+        let lag = durable.0.saturating_sub(next.0);
+        self.status.set_lag(lag);
+        metrics::gauge!("callhook_kafka_lag_records").set(lag as f64);
+        metrics::gauge!("callhook_kafka_in_flight").set(self.held.len() as f64);
+        metrics::gauge!("callhook_kafka_in_flight_bytes").set(self.held_bytes as f64);
+        let age = self.held.first().map_or(0.0, |(_, h)| {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            (now_us - h.rec.received_us).max(0) as f64 / 1e6
+        });
+        metrics::gauge!("callhook_kafka_lag_seconds").set(age);
+        // Kafka has everything below `next`, so its segments may go whether or not the
+        // checkpoint is written yet: on a full disk, where the checkpoint (a new file)
+        // cannot be written, deleting them is what makes room. After a restart from an
+        // older checkpoint the reader starts at the oldest segment left, past nothing
+        // undelivered.
+        self.spool.set_forwarded(next);
+        let interval = Duration::from_millis(self.cfg.checkpoint_interval_ms);
+        let moved = next > self.committed || self.stale_checkpoint;
+        if moved && (force || self.last_persist.elapsed() >= interval) {
+            match self.checkpoint.store(next) {
+                Ok(()) => {
+                    self.committed = next;
+                    self.stale_checkpoint = false;
+                    metrics::gauge!("callhook_kafka_checkpoint_seq").set(next.0 as f64);
+                }
+                Err(e) => tracing::error!(error = %e, "could not persist the Kafka checkpoint"),
+            }
+            self.last_persist = Instant::now();
+        }
+    }
+
     /// After a fatal error librdkafka's producer never sends again (every send and
     /// delivery fails); without this the spool would only drain after a restart. The old
     /// producer's queue is purged, its reports applied, and a new producer (new producer
