@@ -3,7 +3,7 @@
 //! record that is whole.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::record::{self, PREFIX_LEN, Seq};
@@ -52,14 +52,16 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     };
     let mut cut_bytes = 0;
     if good_len < len {
-        let data = std::fs::read(&tail.path)?;
-        let from = usize::try_from(good_len)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let keep = worth_keeping(&data[from..], tail.first_seq.0.saturating_add(records));
+        // Only what is cut is read (a recycled tail's old bytes run to its end).
+        let mut cut = Vec::new();
+        let mut f = std::fs::File::open(&tail.path)?;
+        f.seek(SeekFrom::Start(good_len))?;
+        f.read_to_end(&mut cut)?;
+        let keep = worth_keeping(&cut, tail.first_seq.0.saturating_add(records));
         if keep > 0 {
             cut_bytes = len - good_len;
-            save_cut(&tail.path, from, &data[from..from + keep])?;
+            let from = usize::try_from(good_len).unwrap_or(usize::MAX);
+            save_cut(&tail.path, from, &cut[..keep])?;
         }
         let f = OpenOptions::new().write(true).open(&tail.path)?;
         f.set_len(good_len)?;
