@@ -66,14 +66,7 @@ async fn seed_flows_get_exactly_the_expected_ncco() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()[0]["action"], "talk");
     // Every answer request is recorded (unawaited) as voice.answer / voice.fallback.
-    let mut recs = Vec::new();
-    for _ in 0..100 {
-        recs = gw.tail(&[]);
-        if recs.len() == 7 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let recs = spooled(&gw, 7).await;
     assert_eq!(recs.len(), 7);
     assert_eq!(
         recs.iter().filter(|r| r["kind"] == "voice.answer").count(),
@@ -85,6 +78,19 @@ async fn seed_flows_get_exactly_the_expected_ncco() {
             .count(),
         1
     );
+}
+
+/// The spool's records once `n` are there (answers are recorded unawaited), or after 2 s.
+async fn spooled(gw: &Gateway, n: usize) -> Vec<serde_json::Value> {
+    let mut recs = Vec::new();
+    for _ in 0..100 {
+        recs = gw.tail(&[]);
+        if recs.len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    recs
 }
 
 /// A one-route HTTP server on loopback: `behaviour` decides each reply.
@@ -304,14 +310,7 @@ async fn events_that_take_an_ncco_get_the_upstreams_and_so_do_their_fallbacks() 
     );
     let r = gw.post("/webhooks/voice/fallback", answer).await;
     assert_eq!(r.json()[0]["text"], "fallback");
-    let mut recs = Vec::new();
-    for _ in 0..100 {
-        recs = gw.tail(&[]);
-        if recs.len() == 9 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let recs = spooled(&gw, 9).await;
     let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds[6..], ["voice.event", "voice.event", "voice.fallback"]);
     // The input's fallback counted as an input (its `reason` is not an error event's).
