@@ -252,9 +252,10 @@ async fn events_that_take_an_ncco_get_the_upstreams_and_so_do_their_fallbacks() 
     let ok = upstream("ok").await;
     // The fixtures call 15557654321 (input) and 447700900000 (the rest).
     let gw = Gateway::start(&format!(
-        "{}{}",
+        "{}{}{}",
         upstream_rule("15557654321", ok, 2000),
-        upstream_rule("447700900000", ok, 2000)
+        upstream_rule("447700900000", ok, 2000),
+        upstream_rule("14845552121", ok, 2000)
     ));
     let from_upstream = |r: &Reply, what: &str| {
         assert_eq!(r.status, 200, "{what}");
@@ -303,6 +304,14 @@ async fn events_that_take_an_ncco_get_the_upstreams_and_so_do_their_fallbacks() 
         )
         .await;
     empty(&r, "completed's fallback");
+    // A GET fallback (how Vonage flattens `original_request` there is not documented).
+    let q = fixture_query("voice-event-input-dtmf-get-query.json");
+    let r = gw
+        .get(&format!(
+            "/webhooks/voice/fallback?{q}&reason=Connection+closed.&original_request%5Btype%5D=event"
+        ))
+        .await;
+    from_upstream(&r, "a GET input's fallback");
     // An answer's fallback still gets the rule's fallback NCCO.
     let answer = with_fields(
         "voice-answer-fallback.json",
@@ -310,13 +319,21 @@ async fn events_that_take_an_ncco_get_the_upstreams_and_so_do_their_fallbacks() 
     );
     let r = gw.post("/webhooks/voice/fallback", answer).await;
     assert_eq!(r.json()[0]["text"], "fallback");
-    let recs = spooled(&gw, 9).await;
+    let recs = spooled(&gw, 10).await;
     let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds[6..], ["voice.event", "voice.event", "voice.fallback"]);
+    assert_eq!(
+        kinds[6..],
+        [
+            "voice.event",
+            "voice.event",
+            "voice.event",
+            "voice.fallback"
+        ]
+    );
     // The input's fallback counted as an input (its `reason` is not an error event's).
     let m = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
     for series in [
-        r#"callhook_events_accepted_total{kind="voice.event",type="input"} 2"#,
+        r#"callhook_events_accepted_total{kind="voice.event",type="input"} 3"#,
         r#"callhook_events_accepted_total{kind="voice.event",type="completed"} 2"#,
         r#"callhook_events_accepted_total{kind="voice.fallback",type="fallback"} 1"#,
     ] {

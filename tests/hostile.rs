@@ -290,6 +290,19 @@ async fn unsigned_slow_bodies_are_refused_before_they_hold_the_budget() {
             "POST /webhooks/voice/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2048\r\n{auth}connection: close\r\n\r\n{{"
         )
     };
+    // A `sig` parameter does not make a POST a legacy-signed request, and a GET's body
+    // (its payload is the query) is not waited for.
+    for head in [
+        "POST /webhooks/voice/event?sig=0123",
+        "GET /webhooks/voice/event?uuid=u&status=started",
+    ] {
+        let raw_head = format!(
+            "{head} HTTP/1.1\r\nhost: x\r\ncontent-length: 2048\r\nconnection: close\r\n\r\n{{"
+        );
+        let (codes, t) = raw(gw.addr, raw_head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(codes, [503], "{head}: {t}");
+        assert!(t.contains("\"error\":\"unsigned\""), "{head}: {t}");
+    }
     // Two that would fill the budget: no token, and a forged one. Each is answered at
     // once, with its body still owed.
     let forged = vonage_token(

@@ -187,7 +187,7 @@ async fn webhook(
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("");
     let is_get = parts.method == Method::GET;
-    let early = || refuse_early(state, kind, &parts, query, path_app.as_deref());
+    let early = || refuse_early(state, kind, &parts, path_app.as_deref());
     let body = read_body(&parts, body, &state.cfg.server, &state.slow_bodies, early).await?;
     let received_us = now_us();
 
@@ -334,17 +334,14 @@ fn refuse_early(
     state: &AppState,
     kind: WebhookKind,
     parts: &hyper::http::request::Parts,
-    query: &str,
     path_app: Option<&str>,
 ) -> Result<(), IngestError> {
-    let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    // A legacy `sig` (GET) is checked with the rest, as `verify` does.
-    if state.verifier.is_open() || (authorization.is_none() && webhook::query::has(query, "sig")) {
+    if state.verifier.is_open() {
         return Ok(());
     }
     let req = SignedRequest {
         capability: capability(kind),
-        authorization,
+        authorization: parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
         body: &[],
         query: None,
         path_app,
@@ -426,6 +423,9 @@ async fn read_body(
     let first = std::future::poll_fn(|cx| Poll::Ready(rest.as_mut().poll(cx))).await;
     let collected = match first {
         Poll::Ready(r) => r,
+        // A GET webhook's payload is its query (its signature, legacy `sig` included,
+        // covers nothing else): a body it did not bring along is not waited for.
+        Poll::Pending if parts.method == Method::GET => return Ok(Bytes::new()),
         Poll::Pending => {
             // Only a request that could pass its signature check waits, holding budget.
             refuse_early()?;

@@ -215,8 +215,8 @@ pub async fn run(
         if open.load(Ordering::Relaxed) >= cfg.max_connections {
             metrics::counter!("callhook_http_connections_rejected_total").increment(1);
             // A TLS client would read a plaintext 503 as a broken handshake; a handshake
-            // per refused connection is the work the cap saves. It is closed instead,
-            // which Vonage retries like a 503.
+            // per refused connection is the work the cap saves. It is closed instead
+            // (Vonage documents retrying that for answers and NCCO-taking events).
             if tls.is_none() {
                 tokio::spawn(refuse(stream, cfg.retry_after_secs));
             }

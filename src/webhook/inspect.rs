@@ -427,7 +427,14 @@ fn voice_event_type<'a>(f: &'a dyn Fields) -> Option<Cow<'a, str>> {
     ];
     // An event re-sent to the fallback URL carries `reason` (why its event_url failed)
     // beside `original_request`: that is not an error event's `reason`.
-    let fallback = f.has("original_request");
+    // (The forms `call_control::is_event_fallback` reads from a GET query included.)
+    let fallback = [
+        "original_request",
+        "original_request[type]",
+        "original_request.type",
+    ]
+    .iter()
+    .any(|k| f.has(k));
     by_field
         .iter()
         .filter(|(field, _)| !(fallback && *field == "reason"))
