@@ -17,9 +17,10 @@ use super::segment::{self, SegmentInfo};
 use super::{AppendError, Durability, Shared, SpoolConfig};
 use crate::telemetry::handles;
 use crate::telemetry::logging::RateLimit;
+use deleter::Deleter;
 use files::{
     Spare, create_segment_atomically, end_padding, flush, recycle_spare, remove_unfinished_files,
-    start_deleter, start_flusher, write_all_at,
+    start_flusher, write_all_at,
 };
 
 /// Largest batch written with one write + fsync; bounds latency of the first waiter.
@@ -88,7 +89,7 @@ pub(crate) struct Writer {
     /// `durability = "os"` only: where closed segments go to be flushed off this thread.
     flusher: Option<SyncSender<File>>,
     /// Where segments retention let go are sent to be deleted off this thread.
-    deleter: Option<SyncSender<std::path::PathBuf>>,
+    deleter: Option<Deleter>,
 }
 
 impl Writer {
@@ -113,7 +114,7 @@ impl Writer {
             .flatten();
         let w = Self {
             flusher,
-            deleter: start_deleter(cfg.dir.clone()),
+            deleter: Deleter::start(cfg.dir.clone()),
             cfg,
             shared,
             closed: segs,
@@ -551,6 +552,7 @@ fn reply(ack: Option<Ack>, r: Result<Seq, AppendError>) {
     }
 }
 
+mod deleter;
 mod files;
 #[cfg(test)]
 mod recycle_tests;

@@ -1,7 +1,7 @@
 //! Segment files as the writer makes and leaves them: a new segment created atomically
 //! (magic durable before it gets its name) or recycled from a spare, closed segments
-//! flushed off the writer thread with `durability = "os"`, segments deleted off it, and
-//! what a crash mid-roll left behind.
+//! flushed off the writer thread with `durability = "os"`, and what a crash mid-roll left
+//! behind (segments deleted off the writer thread: `deleter.rs`).
 //!
 //! # Recycling
 //! With `durability = "fsync"` every batch ends in an `fdatasync`. Appending to a growing
@@ -18,7 +18,8 @@
 //! (`segment.rs`). Writing whole pages spares a read of a page no longer cached. A roll
 //! cuts the file at its last record, so closed segments look like any other. Spares count
 //! against the disk budget, are deleted first when it is tight, and are deleted at
-//! startup. Segments let go beyond the spares go to the `spool-delete` thread.
+//! startup. Segments let go beyond the spares go to the `spool-delete` thread
+//! (`deleter.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -184,41 +185,6 @@ pub(super) fn write_all_at(
         }
     }
     Ok(())
-}
-
-/// Deleting a 64 MiB segment took 13.5 ms on the build machine; on the writer thread that
-/// stalled every awaiting append (several at once at each housekeeping round: 40-70 ms in
-/// the events' p99.9). One `spool-delete` thread, under `SCHED_BATCH`, unlinks segments
-/// that retention let go (more than [`MAX_SPARES`] at once, or when spares are not kept),
-/// then syncs the directory. A deletion it has not made yet is lost in a crash and done
-/// again by the next start's retention. `None` if the thread cannot start: the writer
-/// deletes them itself.
-pub(super) fn start_deleter(dir: std::path::PathBuf) -> Option<SyncSender<PathBuf>> {
-    let (tx, rx) = sync_channel::<PathBuf>(64);
-    std::thread::Builder::new()
-        .name("spool-delete".into())
-        .spawn(move || {
-            crate::sched::background_batch("spool-delete");
-            while let Ok(path) = rx.recv() {
-                remove_segment(&path);
-                while let Ok(path) = rx.try_recv() {
-                    remove_segment(&path);
-                }
-                let _ = segment::sync_dir(&dir);
-            }
-        })
-        .ok()
-        .map(|_| tx)
-}
-
-fn remove_segment(path: &std::path::Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "could not delete spool segment");
-        }
-    }
 }
 
 /// With `durability = "os"` a closed segment can hold a whole segment of dirty pages;

@@ -2,7 +2,6 @@
 //! having room again.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::TrySendError;
 use std::time::SystemTime;
 
 use super::Writer;
@@ -87,18 +86,23 @@ impl Writer {
         len: u64,
         budget_pressure: bool,
     ) -> std::io::Result<bool> {
-        if let Some(spare) = self.spare_path(len, budget_pressure) {
+        let spare = self.spare_path(len, budget_pressure);
+        let path = match self.deleter.as_mut() {
+            Some(d) if !budget_pressure && spare.is_none() => match d.queue(path) {
+                Ok(()) => return Ok(false),
+                Err(p) => p,
+            },
+            _ => path,
+        };
+        // Removed here: older segments still queued go first (`deleter.rs`).
+        if let Some(d) = self.deleter.as_mut() {
+            d.catch_up();
+        }
+        if let Some(spare) = spare {
             std::fs::rename(&path, &spare)?;
             self.spares.push(Spare { path: spare, len });
             return Ok(true);
         }
-        let path = match self.deleter.as_ref() {
-            Some(d) if !budget_pressure => match d.try_send(path) {
-                Ok(()) => return Ok(false),
-                Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) => p,
-            },
-            _ => path,
-        };
         std::fs::remove_file(&path)?;
         Ok(true)
     }
