@@ -521,3 +521,37 @@ async fn produced(gw: &Gateway, topic: &str) -> f64 {
     let series = format!("callhook_kafka_produced_total{{topic=\"{topic}\"}}");
     metric(&m, &series).unwrap_or(0.0)
 }
+
+/// A disk budget no larger than a segment: when the tail fills, it is closed first and,
+/// once Kafka has its records, deleted to make room. (The budget was checked before the
+/// roll, so a full tail, never deletable, refused every event from then on.)
+#[tokio::test]
+async fn a_budget_as_small_as_a_segment_keeps_taking_events_once_kafka_has_them() {
+    let brokers = kafka::bootstrap();
+    let p = kafka::unique("onesegment");
+    let cfg = format!(
+        "max_body_bytes = 2048\n[spool]\nsegment_bytes = 8192\ndisk_budget_bytes = 8192\n{}",
+        kafka::kafka_config(&brokers, &p, "")
+    );
+    let gw = Gateway::start(&cfg);
+    // Several segments' worth: each refusal (the tail full and not yet forwarded) is
+    // retried, as Vonage would, until accepted.
+    let mut refused = 0;
+    for i in 0..150 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = post(gw.addr, i).await;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 503);
+            refused += 1;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "event {i} refused for 20 s ({refused} refusals): the spool stays full"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!("150 events accepted, {refused} refusals on the way");
+}

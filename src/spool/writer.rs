@@ -247,16 +247,9 @@ impl Writer {
             return;
         }
         let len = rec.encoded_len() as u64;
-        if self.disk_bytes(self.pending_bytes + len) > self.cfg.disk_budget_bytes {
-            self.commit();
-            self.housekeeping(true);
-            if self.disk_bytes(len) > self.cfg.disk_budget_bytes {
-                metrics::counter!("callhook_spool_budget_rejections_total").increment(1);
-                self.shared.full.store(true, Ordering::Relaxed);
-                reply(ack, Err(AppendError::Full));
-                return;
-            }
-        }
+        // The roll first: it closes the tail, which the budget check's housekeeping may
+        // then delete once forwarded. Checked the other way round, a budget that a full
+        // tail alone exceeds (as small as a segment) refused every event for good.
         let tail_len = self.tail.len + self.pending_bytes;
         if self.roll_due
             || (tail_len > segment::MAGIC.len() as u64 && tail_len + len > self.cfg.segment_bytes)
@@ -284,6 +277,16 @@ impl Writer {
             // Retention acts per roll too, not only every few seconds: that keeps spares
             // coming under a steady load (`files.rs`).
             self.housekeeping(false);
+        }
+        if self.disk_bytes(self.pending_bytes + len) > self.cfg.disk_budget_bytes {
+            self.commit();
+            self.housekeeping(true);
+            if self.disk_bytes(len) > self.cfg.disk_budget_bytes {
+                metrics::counter!("callhook_spool_budget_rejections_total").increment(1);
+                self.shared.full.store(true, Ordering::Relaxed);
+                reply(ack, Err(AppendError::Full));
+                return;
+            }
         }
         let seq = Seq(self.next_seq);
         self.next_seq += 1;
