@@ -182,6 +182,27 @@ pub struct LogConfig {
     pub level: String,
 }
 
+impl LogConfig {
+    /// `tracing` reads a word that is not a level (`warning`, `inf`) as a target name, and
+    /// the filter then lets nothing of callhook's through, errors included, silently. So
+    /// each comma-separated directive must be a level or end in `=level`.
+    fn check(&self) -> Result<(), ConfigError> {
+        for directive in self.level.split(',').map(str::trim) {
+            let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+            if level.parse::<tracing::level_filters::LevelFilter>().is_err() {
+                return Err(ConfigError::invalid(
+                    "log.level",
+                    format!(
+                        "{directive:?} is not a level (trace, debug, info, warn, error, off) \
+                         or a target=level directive"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -385,6 +406,7 @@ impl Config {
             ));
         }
         self.kafka.validate()?;
+        self.log.check()?;
         if let Some(t) = &s.tls {
             crate::server::tls_acceptor(&t.cert, &t.key)?;
         }

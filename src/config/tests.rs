@@ -253,3 +253,19 @@ fn the_ops_listener_cannot_share_the_webhook_listeners_port() {
         assert_eq!(c.validate().is_ok(), ok, "{listen} / {ops}");
     }
 }
+
+/// A level `tracing` would read as a target name silences every log line; refused.
+#[test]
+fn a_log_level_that_is_not_one_is_refused() {
+    for bad in ["warning", "inf", "callhook=debg", "info,rdkafka=loud"] {
+        let mut c = Config::default();
+        c.log.level = bad.into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("log.level"), "{bad}: {e}");
+    }
+    for good in ["warn", "ERROR", "off", "callhook=debug,info", "callhook::spool=trace"] {
+        let mut c = Config::default();
+        c.log.level = good.into();
+        c.validate().unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}
