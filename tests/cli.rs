@@ -225,3 +225,20 @@ fn an_open_gateway_on_a_reachable_address_says_so() {
     assert!(warned("0.0.0.0:0"));
     assert!(!warned("127.0.0.1:0"));
 }
+
+/// An empty CALLHOOK_KAFKA_BROKERS (a deployment template left blank) counts as not set:
+/// it must not silently turn off the fan-out the file configures. An empty data directory
+/// is refused, loudly.
+#[test]
+fn empty_environment_overrides_leave_the_file_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[kafka]\nbrokers = \"10.0.0.1:9092\"\n").unwrap();
+    let config = ["--config", p.to_str().unwrap()];
+    let (code, out, err) = check(&config, &[("CALLHOOK_KAFKA_BROKERS", "")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("brokers = \"10.0.0.1:9092\""), "{out}");
+    let (code, _, err) = check(&config, &[("CALLHOOK_DATA_DIR", "")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--data-dir"), "{err}");
+}

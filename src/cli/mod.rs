@@ -54,11 +54,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Empty brokers count as not given: a templated deployment that leaves
+    /// `CALLHOOK_KAFKA_BROKERS=` empty must not turn off the fan-out the file configures.
+    /// (An empty `CALLHOOK_DATA_DIR` or `CALLHOOK_LISTEN` is refused by the parser.)
     fn overrides(&self) -> crate::config::Overrides {
         crate::config::Overrides {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
-            kafka_brokers: self.kafka_brokers.clone(),
+            kafka_brokers: self.kafka_brokers.clone().filter(|b| !b.trim().is_empty()),
         }
     }
 }
