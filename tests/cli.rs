@@ -242,3 +242,63 @@ fn empty_environment_overrides_leave_the_file_in_force() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--data-dir"), "{err}");
 }
+
+/// Records of a kind this build does not know (spooled by a newer build, then rolled
+/// back): `tail` says it skips them, and `replay` also fails (exit 1), so nothing is left
+/// behind without a word.
+#[test]
+fn tools_say_when_they_skip_a_kind_they_do_not_know() {
+    use callhook::spool::{Durability, NewRecord, Spool, SpoolConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (spool, _) = Spool::open(SpoolConfig {
+            dir: dir.path().join("spool"),
+            durability: Durability::Os,
+            segment_bytes: 1 << 20,
+            disk_budget_bytes: 1 << 30,
+            retention_age: None,
+            retention_bytes: None,
+            queue_capacity: 100,
+            queue_bytes: 1 << 20,
+            has_sink: false,
+        })
+        .unwrap();
+        for kind in [3, 99, 3] {
+            let rec = NewRecord {
+                kind,
+                is_query: false,
+                received_us: 0,
+                key: bytes::Bytes::from_static(b"CON-1"),
+                app: bytes::Bytes::new(),
+                etype: bytes::Bytes::from_static(b"started"),
+                meta: bytes::Bytes::new(),
+                body: bytes::Bytes::from_static(br#"{"uuid":"u","status":"started"}"#),
+            };
+            spool.append(rec).await.unwrap();
+        }
+        spool.shutdown().await;
+    });
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let lines = String::from_utf8(out.stdout).unwrap().lines().count();
+        let err = String::from_utf8(out.stderr).unwrap();
+        (out.status.code(), lines, err)
+    };
+    let (code, lines, err) = run(&["tail"]);
+    assert_eq!((code, lines), (Some(0), 2), "{err}");
+    assert!(
+        err.contains("record 1 has a kind this build does not know"),
+        "{err}"
+    );
+    let (code, lines, err) = run(&["replay", "--from", "0", "--stdout"]);
+    assert_eq!((code, lines), (Some(1), 2), "{err}");
+    assert!(
+        err.contains("1 records of a kind this build does not know"),
+        "{err}"
+    );
+}

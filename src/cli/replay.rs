@@ -90,6 +90,7 @@ pub fn run(args: &ReplayArgs, config: Option<&Path>) -> ExitCode {
         to: args.to,
         kind: args.kind,
         started: false,
+        unknown: 0,
     };
     match &args.kafka {
         Some(brokers) => to_kafka(args, range, brokers, config),
@@ -104,6 +105,22 @@ struct Range {
     to: Option<u64>,
     kind: Option<WebhookKind>,
     started: bool,
+    /// Records of a kind this build does not know (written by a newer one): not sent,
+    /// and the run fails.
+    unknown: u64,
+}
+
+impl Range {
+    /// Says what was skipped for an unknown kind; true if anything was.
+    fn report_unknown(&self) -> bool {
+        if self.unknown > 0 {
+            eprintln!(
+                "error: {} records of a kind this build does not know were skipped; replay them with the build that wrote them",
+                self.unknown
+            );
+        }
+        self.unknown > 0
+    }
 }
 
 impl Range {
@@ -131,6 +148,7 @@ impl Range {
                     "warning: record {} has an unknown kind {}; skipped",
                     rec.seq, rec.kind
                 );
+                self.unknown += 1;
                 continue;
             };
             if self.kind.is_some_and(|k| k != kind) {
@@ -163,6 +181,9 @@ fn to_stdout(mut range: Range) -> ExitCode {
         }
     }
     let _ = out.flush();
+    if range.report_unknown() {
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
@@ -303,7 +324,8 @@ fn to_kafka(args: &ReplayArgs, mut range: Range, brokers: &str, config: Option<&
     }
     let undelivered = t.in_flight;
     report(&t, undelivered, read_error.as_deref());
-    if t.failed == 0 && undelivered == 0 && read_error.is_none() {
+    let skipped = range.report_unknown();
+    if t.failed == 0 && undelivered == 0 && read_error.is_none() && !skipped {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -55,6 +55,11 @@ pub fn run(args: &TailArgs) -> ExitCode {
         match reader.next_record() {
             Ok(Some(rec)) => {
                 let Some(kind) = WebhookKind::from_u8(rec.kind) else {
+                    let _ = out.flush();
+                    eprintln!(
+                        "warning: record {} has a kind this build does not know ({}); skipped",
+                        rec.seq, rec.kind
+                    );
                     continue;
                 };
                 if args.kind.is_some_and(|k| k != kind) {
