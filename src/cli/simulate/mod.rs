@@ -73,10 +73,10 @@ pub struct SimulateArgs {
     )]
     pub secret: Option<String>,
     /// `api_key` claim of the signed requests (selects the secret on the receiving side).
-    #[arg(long)]
+    #[arg(long, requires = "secret")]
     pub api_key: Option<String>,
     /// `application_id` claim of the signed requests.
-    #[arg(long)]
+    #[arg(long, requires = "secret")]
     pub application_id: Option<String>,
     /// Calls started per second (load mode); as fast as --concurrency allows when absent.
     #[arg(long, value_parser = parse_rate)]
@@ -98,11 +98,13 @@ pub struct SimulateArgs {
     pub verbose: bool,
 }
 
+/// Calls per second, 0.001 (one every ~17 minutes) to a million: the pause between calls
+/// is `1 / rate`, which must stay a duration.
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(r) if (0.001..=1e6).contains(&r) => Ok(r),
         _ => Err(format!(
-            "'{s}' is not a positive number of calls per second"
+            "'{s}' is not a number of calls per second from 0.001 to 1000000"
         )),
     }
 }

@@ -122,3 +122,34 @@ fn percentiles() {
     assert_eq!(percentile(&v, 0.99), 99.0);
     assert_eq!(percentile(&[], 0.5), 0.0);
 }
+
+#[test]
+fn rates_outside_what_a_pause_can_hold_are_refused() {
+    for bad in ["0", "-1", "1e-300", "NaN", "inf", "2e6"] {
+        assert!(super::parse_rate(bad).is_err(), "{bad}");
+    }
+    assert_eq!(super::parse_rate("0.5"), Ok(0.5));
+    assert_eq!(super::parse_rate("250"), Ok(250.0));
+}
+
+#[test]
+fn signing_claims_without_a_secret_are_refused() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: super::SimulateArgs,
+    }
+    let base = ["t", "--url", "http://127.0.0.1:9", "messages"];
+    for extra in [&["--api-key", "k"][..], &["--application-id", "a"][..]] {
+        let args = [&base[..], extra].concat();
+        let e = T::try_parse_from(&args).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.to_string().contains("--secret")),
+            "{args:?}: {e:?}"
+        );
+    }
+    let ok = T::try_parse_from([&base[..], &["--secret", "s", "--api-key", "k"]].concat());
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
