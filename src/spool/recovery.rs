@@ -115,17 +115,22 @@ fn scan(tail: &SegmentInfo) -> io::Result<(u64, u64)> {
 /// Most of the cut bytes [`save_cut`] keeps. A torn write (bad bytes right where the
 /// records stop): the cut up to [`TORN_KEPT`], and further to the end of the last whole
 /// record numbered `next` or later found in it (a machine crash with `durability = "os"`
-/// can leave records after a gap of zeros). An end marker where the records stop: only
-/// such records, if any, since what else lies past a marker is a recycled file's old bytes
-/// (records deleted by retention, which must not come back beside the segment) or zeros.
+/// can leave records after a gap of zeros). An end marker, or an older whole record, where
+/// the records stop: only such records, if any, since what else lies there is a recycled
+/// file's old bytes (records deleted by retention, which must not come back beside the
+/// segment) or zeros.
 fn worth_keeping(cut: &[u8], next: u64) -> usize {
     let mut prefix = [0u8; PREFIX_LEN];
     let marker = cut.len() >= PREFIX_LEN && {
         prefix.copy_from_slice(&cut[..PREFIX_LEN]);
         record::is_end_marker(&prefix)
     };
+    // A whole record numbered before `next` where the records stop is a recycled file's
+    // old bytes too, not a torn write: with `durability = "os"` a machine crash can leave
+    // a spare renamed into place before its new first page reached the disk.
+    let old = record::decode(cut).is_ok_and(|(r, _)| r.seq.0 < next);
     let later = last_record_end(cut, next);
-    if marker {
+    if marker || old {
         later
     } else {
         later.max(cut.len().min(TORN_KEPT))
@@ -182,4 +187,41 @@ pub fn create_segment(dir: &Path, seg: &SegmentInfo) -> io::Result<std::fs::File
     f.sync_all()?;
     segment::sync_dir(dir)?;
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::NewRecord;
+
+    fn rec(seq: u64) -> Vec<u8> {
+        NewRecord {
+            kind: 3,
+            is_query: false,
+            received_us: 1,
+            key: bytes::Bytes::from_static(b"CON-1"),
+            app: bytes::Bytes::new(),
+            etype: bytes::Bytes::from_static(b"started"),
+            meta: bytes::Bytes::new(),
+            body: bytes::Bytes::from_static(b"{}"),
+        }
+        .encode(Seq(seq))
+    }
+
+    /// What recovery keeps beside a segment from the bytes it cuts: a torn write's, and
+    /// any later records, but never a recycled file's old records.
+    #[test]
+    fn old_records_where_the_data_stops_are_not_kept() {
+        // A spare renamed into place before its first page was written (`os`, machine
+        // crash): the old segment's records, numbered far below the new segment's.
+        let old: Vec<u8> = (5..9).flat_map(rec).collect();
+        assert_eq!(worth_keeping(&old, 100), 0);
+        // With a later record among them, up to its end.
+        let mut mixed = old.clone();
+        mixed.extend(rec(100));
+        assert_eq!(worth_keeping(&mixed, 100), mixed.len());
+        // A torn write (bad bytes where the records stop) is kept.
+        let torn = vec![0xa5u8; 300];
+        assert_eq!(worth_keeping(&torn, 100), 300);
+    }
 }

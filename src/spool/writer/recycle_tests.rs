@@ -195,9 +195,10 @@ fn recycles_and_reads_back(durability: Durability) {
 /// A segment as a crash leaves a recycled tail: records of its own, then either an end
 /// marker or (the batch after them half on disk) garbage, then the old file's records,
 /// whole and numbered lower. Readers stop after the segment's own records; recovery cuts
-/// there. It keeps the cut bytes of a torn write (up to 16 MiB), and past an end marker
-/// only records numbered after the segment's own (a machine crash with `durability =
-/// "os"` can leave a gap of zeros before them), never the old file's bytes alone.
+/// there. It keeps the cut bytes of a torn write (up to 16 MiB), and past an end marker or
+/// where an old record follows at once only records numbered after the segment's own (a
+/// machine crash with `durability = "os"` can leave a gap of zeros before them), never
+/// the old file's bytes alone.
 #[test]
 fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
     // 0: end marker; 1: half a record, then the old records; 2: the old records at once
@@ -236,7 +237,8 @@ fn a_crashed_recycled_tail_reads_and_recovers_to_its_own_records() {
             file.extend_from_slice(&rec(n).encode(Seq(n)));
         }
         let kept = match case {
-            0 => None,
+            // Old records where the segment's own stop are old bytes, as past a marker.
+            0 | 2 => None,
             3 => kept,
             _ => Some(file.len().min(own as usize + (16 << 20))),
         };
