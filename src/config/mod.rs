@@ -189,7 +189,10 @@ impl LogConfig {
     fn check(&self) -> Result<(), ConfigError> {
         for directive in self.level.split(',').map(str::trim) {
             let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
-            if level.parse::<tracing::level_filters::LevelFilter>().is_err() {
+            if level
+                .parse::<tracing::level_filters::LevelFilter>()
+                .is_err()
+            {
                 return Err(ConfigError::invalid(
                     "log.level",
                     format!(

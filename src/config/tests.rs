@@ -263,7 +263,13 @@ fn a_log_level_that_is_not_one_is_refused() {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.starts_with("log.level"), "{bad}: {e}");
     }
-    for good in ["warn", "ERROR", "off", "callhook=debug,info", "callhook::spool=trace"] {
+    for good in [
+        "warn",
+        "ERROR",
+        "off",
+        "callhook=debug,info",
+        "callhook::spool=trace",
+    ] {
         let mut c = Config::default();
         c.log.level = good.into();
         c.validate().unwrap_or_else(|e| panic!("{good}: {e}"));
