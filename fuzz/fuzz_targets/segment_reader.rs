@@ -135,10 +135,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(after.len(), good_len, "recovered length");
         assert_eq!(&after[..], &file[..good_len], "recovery changed kept bytes");
         // A torn write (no end marker where the records stop) is kept whole (inputs are
-        // far below the 16 MiB kept at most); past an end marker only a leading part
-        // holding later records, if any.
+        // far below the 16 MiB kept at most); past an end marker, or where a whole record
+        // numbered below the next one follows (a recycled file's old bytes), only a
+        // leading part holding later records, if any.
         let cut = &file[good_len..];
-        let at_marker = cut.len() >= 8 && cut[..4] == [0; 4];
+        let next = first.saturating_add(run as u64);
+        let at_marker = (cut.len() >= 8 && cut[..4] == [0; 4])
+            || record::decode(cut).is_ok_and(|(r, _)| r.seq.0 < next);
         let mut torn = path.as_os_str().to_owned();
         torn.push(format!(".torn-{good_len}"));
         match std::fs::read(&torn) {
