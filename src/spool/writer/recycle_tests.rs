@@ -57,8 +57,11 @@ fn files_with(dir: &Path, ext: &str) -> Vec<(std::path::PathBuf, u64)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.extension().and_then(|x| x.to_str()) == Some(ext) {
-            out.push((p.clone(), e.metadata().unwrap().ino()));
+        // (One the deleting thread removes meanwhile has no metadata left: skipped.)
+        if p.extension().and_then(|x| x.to_str()) == Some(ext)
+            && let Ok(meta) = e.metadata()
+        {
+            out.push((p.clone(), meta.ino()));
         }
     }
     out

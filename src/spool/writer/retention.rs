@@ -86,22 +86,21 @@ impl Writer {
         len: u64,
         budget_pressure: bool,
     ) -> std::io::Result<bool> {
-        let spare = self.spare_path(len, budget_pressure);
+        if let Some(spare) = self.spare_path(len, budget_pressure) {
+            std::fs::rename(&path, &spare)?;
+            self.spares.push(Spare { path: spare, len });
+            return Ok(true);
+        }
         let path = match self.deleter.as_mut() {
-            Some(d) if !budget_pressure && spare.is_none() => match d.queue(path) {
+            Some(d) if !budget_pressure => match d.queue(path) {
                 Ok(()) => return Ok(false),
                 Err(p) => p,
             },
             _ => path,
         };
-        // Removed here: older segments still queued go first (`deleter.rs`).
-        if let Some(d) = self.deleter.as_mut() {
+        // The room is needed now: older segments still queued go first (`deleter.rs`).
+        if budget_pressure && let Some(d) = self.deleter.as_mut() {
             d.catch_up();
-        }
-        if let Some(spare) = spare {
-            std::fs::rename(&path, &spare)?;
-            self.spares.push(Spare { path: spare, len });
-            return Ok(true);
         }
         std::fs::remove_file(&path)?;
         Ok(true)
