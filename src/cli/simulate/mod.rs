@@ -22,10 +22,9 @@
 //! Plain `http://` only: callhook has no TLS client (point it at the local side of a tunnel
 //! or at the load balancer's internal listener).
 //!
-//! Layout: `flows.rs` the step tables, `sign.rs` the signer, `check.rs` the answer checks,
-//! `report.rs` the counters and summary; this file the runner (arguments, scheduling,
-//! request preparation, sending), kept together at ~600 lines because it reads as one
-//! sequence.
+//! Layout: `args.rs` the command line and its checks, `flows.rs` the step tables, `sign.rs`
+//! the signer, `check.rs` the answer checks, `report.rs` the counters and summary; this
+//! file the runner (scheduling, request preparation, sending), which reads as one sequence.
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
@@ -37,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Uri};
@@ -52,63 +51,7 @@ const USER_AGENT: &str = concat!("callhook-simulate/", env!("CARGO_PKG_VERSION")
 /// Problems kept for the final report in load mode (the rest are only counted).
 const MAX_PROBLEMS: usize = 20;
 
-/// Arguments of `callhook simulate`.
-#[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
-    /// The flow to play.
-    #[arg(value_enum)]
-    pub flow: Flow,
-    /// Base URL of the target, plain http (e.g. http://127.0.0.1:8080).
-    #[arg(long)]
-    pub url: String,
-    /// Path prefix of the webhook routes, appended to --url.
-    #[arg(long, default_value = "/webhooks")]
-    pub path_prefix: String,
-    /// Sign requests like Vonage with this signature secret (HS256 JWT).
-    #[arg(
-        long,
-        env = "CALLHOOK_SIMULATE_SECRET",
-        hide_env_values = true,
-        requires = "api_key"
-    )]
-    pub secret: Option<String>,
-    /// `api_key` claim of the signed requests (selects the secret on the receiving side).
-    #[arg(long, requires = "secret")]
-    pub api_key: Option<String>,
-    /// `application_id` claim of the signed requests.
-    #[arg(long, requires = "secret")]
-    pub application_id: Option<String>,
-    /// Calls started per second (load mode); as fast as --concurrency allows when absent.
-    #[arg(long, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Number of calls (or message exchanges) to play; each gets fresh ids when above 1.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    pub calls: u64,
-    /// Calls in progress at once (bounds memory and connections in load mode).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub concurrency: u32,
-    /// Per-request deadline in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub timeout_ms: u64,
-    /// Only check that answers are NCCOs, not the seed flow's expected actions.
-    #[arg(long)]
-    pub any_ncco: bool,
-    /// Print every request with its body (default: requests are listed when --calls is 1).
-    #[arg(long, short)]
-    pub verbose: bool,
-}
-
-/// Calls per second, 0.001 (one every ~17 minutes) to a million: the pause between calls
-/// is `1 / rate`, which must stay a duration.
-fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if (0.001..=1e6).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "'{s}' is not a number of calls per second from 0.001 to 1000000"
-        )),
-    }
-}
-
+mod args;
 mod check;
 mod flows;
 mod report;
@@ -116,6 +59,8 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
+pub use args::SimulateArgs;
+use args::check_base;
 use check::*;
 pub use flows::Flow;
 use flows::*;
@@ -186,30 +131,6 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Validates the base URL: absolute, plain http, no query.
-fn check_base(url: &str) -> Result<String, String> {
-    let base = url.trim_end_matches('/');
-    let uri: Uri = base.parse().map_err(|e| format!("'{url}': {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https is not supported (callhook has no TLS client); use the plain-http side \
-                 of your tunnel or load balancer"
-                    .into(),
-            );
-        }
-        _ => return Err(format!("'{url}' is not an http:// URL")),
-    }
-    if uri.host().is_none() {
-        return Err(format!("'{url}' has no host"));
-    }
-    if uri.query().is_some() {
-        return Err(format!("'{url}' must not have a query"));
-    }
-    Ok(base.to_owned())
 }
 
 /// Shared by every call task.

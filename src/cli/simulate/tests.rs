@@ -126,10 +126,10 @@ fn percentiles() {
 #[test]
 fn rates_outside_what_a_pause_can_hold_are_refused() {
     for bad in ["0", "-1", "1e-300", "NaN", "inf", "2e6"] {
-        assert!(super::parse_rate(bad).is_err(), "{bad}");
+        assert!(super::args::parse_rate(bad).is_err(), "{bad}");
     }
-    assert_eq!(super::parse_rate("0.5"), Ok(0.5));
-    assert_eq!(super::parse_rate("250"), Ok(250.0));
+    assert_eq!(super::args::parse_rate("0.5"), Ok(0.5));
+    assert_eq!(super::args::parse_rate("250"), Ok(250.0));
 }
 
 #[test]
