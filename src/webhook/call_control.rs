@@ -20,7 +20,7 @@ use super::query;
 /// and a JSON-encoded `original_request` value are all read.
 pub fn is_event_fallback(is_get: bool, query: &str, body: &Bytes) -> bool {
     if is_get {
-        return ["original_request[type]", "original_request.type"]
+        return GET_TYPE_KEYS
             .iter()
             .any(|k| query::get(query, k).as_deref() == Some("event"))
             || query::get(query, "original_request").is_some_and(|v| {
@@ -30,6 +30,15 @@ pub fn is_event_fallback(is_get: bool, query: &str, body: &Bytes) -> bool {
     // Most fallbacks are answers': skip the parse unless the value is there at all.
     memchr::memmem::find(body, b"\"event\"").is_some()
         && json_text_is(body, &["original_request", "type"], "event")
+}
+
+/// The query keys a GET fallback may flatten `original_request.type` into (not confirmed).
+const GET_TYPE_KEYS: [&str; 2] = ["original_request[type]", "original_request.type"];
+
+/// Whether a webhook's fields (`has` asks body or query) carry `original_request`, in any
+/// of the forms [`is_event_fallback`] reads: the mark of a fallback request.
+pub(super) fn has_original_request(has: impl Fn(&str) -> bool) -> bool {
+    has("original_request") || GET_TYPE_KEYS.iter().any(|k| has(k))
 }
 
 /// Whether a voice event of type `etype` may take an NCCO in its reply, so the matching

@@ -19,7 +19,7 @@ use simd_json::prelude::*;
 use simd_json::{Buffers, INPUT_PADDING, Tape, fill_tape_padded};
 
 use super::WebhookKind;
-use super::query;
+use super::{call_control, query};
 
 /// Longest event type label kept; Vonage's are far shorter.
 ///
@@ -427,18 +427,12 @@ fn voice_event_type<'a>(f: &'a dyn Fields) -> Option<Cow<'a, str>> {
     ];
     // An event re-sent to the fallback URL carries `reason` (why its event_url failed)
     // beside `original_request`: that is not an error event's `reason`.
-    // (The forms `call_control::is_event_fallback` reads from a GET query included.)
-    let fallback = [
-        "original_request",
-        "original_request[type]",
-        "original_request.type",
-    ]
-    .iter()
-    .any(|k| f.has(k));
     by_field
         .iter()
-        .filter(|(field, _)| !(fallback && *field == "reason"))
-        .find(|(field, _)| f.has(field))
+        .find(|(field, _)| {
+            f.has(field)
+                && !(*field == "reason" && call_control::has_original_request(|k| f.has(k)))
+        })
         .map(|(_, t)| Cow::Borrowed(*t))
 }
 
