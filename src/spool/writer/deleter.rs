@@ -15,8 +15,10 @@
 //! ([`Deleter::catch_up`]). Otherwise it does not wait for this thread: catching up on the
 //! writer thread, or queueing a segment that could become a spare, brought back p99.9
 //! stalls of 20-250 ms under load in the steady state (2026-11-25, `ab.sh event fsync`),
-//! where this `SCHED_BATCH` thread gets little CPU. A spare taken while an older segment
-//! still waits here can still leave such a gap after a crash; left open.
+//! where this `SCHED_BATCH` thread gets little CPU. Nor does a spare break the order: while
+//! segments wait here, the spare the writer keeps is the oldest of them still there
+//! ([`Deleter::reclaim`]), renamed, and the segment retention let go last is queued behind
+//! them instead.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
+use super::files::{SPARE_EXT, Spare};
 use crate::spool::segment;
 
 /// The `spool-delete` thread's queue, as the writer sees it.
@@ -35,8 +38,8 @@ pub(super) struct Deleter {
     done: Arc<AtomicU64>,
     /// Paths queued so far.
     sent: u64,
-    /// The queued paths the thread may not have handled yet, oldest first.
-    pending: VecDeque<PathBuf>,
+    /// The queued segments (path, length) the thread may not have handled yet, oldest first.
+    pending: VecDeque<(PathBuf, u64)>,
 }
 
 impl Deleter {
@@ -45,10 +48,16 @@ impl Deleter {
         let (tx, rx) = sync_channel::<PathBuf>(64);
         let done = Arc::new(AtomicU64::new(0));
         let handled = done.clone();
+        #[cfg(test)]
+        let hold = HOLD.with(std::cell::RefCell::take);
         std::thread::Builder::new()
             .name("spool-delete".into())
             .spawn(move || {
                 crate::sched::background_batch("spool-delete");
+                #[cfg(test)]
+                if let Some(hold) = hold {
+                    let _ = hold.recv();
+                }
                 while let Ok(path) = rx.recv() {
                     remove_segment(&path);
                     handled.fetch_add(1, Ordering::Release);
@@ -68,13 +77,14 @@ impl Deleter {
         })
     }
 
-    /// Queues `path` for deletion; gives it back when the thread cannot take it now.
-    pub(super) fn queue(&mut self, path: PathBuf) -> Result<(), PathBuf> {
+    /// Queues the segment `path`, `len` bytes, for deletion; gives it back when the thread
+    /// cannot take it now.
+    pub(super) fn queue(&mut self, path: PathBuf, len: u64) -> Result<(), PathBuf> {
         self.trim();
         match self.tx.try_send(path.clone()) {
             Ok(()) => {
                 self.sent += 1;
-                self.pending.push_back(path);
+                self.pending.push_back((path, len));
                 Ok(())
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(path),
@@ -86,9 +96,35 @@ impl Deleter {
     /// syncs the directory. Usually nothing is left (the thread is quick).
     pub(super) fn catch_up(&mut self) {
         self.trim();
-        for path in self.pending.drain(..) {
+        for (path, _) in self.pending.drain(..) {
             remove_segment(&path);
         }
+    }
+
+    /// Takes the oldest queued segment the thread has not deleted yet back as a spare
+    /// (renamed to `<seq>.spare`; the thread then finds it gone), so that keeping a spare
+    /// removes no segment newer than one still waiting here (whatever its length: the next
+    /// may not go before it). `Ok(None)` when none is left.
+    ///
+    /// # Errors
+    /// The rename failing other than with the segment gone.
+    pub(super) fn reclaim(&mut self) -> io::Result<Option<Spare>> {
+        self.trim();
+        for (path, len) in &self.pending {
+            let spare = path.with_extension(SPARE_EXT);
+            match std::fs::rename(path, &spare) {
+                Ok(()) => {
+                    return Ok(Some(Spare {
+                        path: spare,
+                        len: *len,
+                    }));
+                }
+                // Deleted by the thread (or reclaimed before): the next one is the oldest.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Forgets the paths the thread has handled.
@@ -99,6 +135,21 @@ impl Deleter {
             self.pending.pop_front();
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static HOLD: std::cell::RefCell<Option<std::sync::mpsc::Receiver<()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Tests: the next `spool-delete` thread started from this thread (by `Spool::open`)
+/// deletes nothing until the returned sender is dropped, as when it gets no CPU.
+#[cfg(test)]
+pub(super) fn hold_next_start() -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    HOLD.with(|h| *h.borrow_mut() = Some(rx));
+    tx
 }
 
 fn remove_segment(path: &Path) {
@@ -129,7 +180,7 @@ mod tests {
             })
             .collect();
         for p in &paths {
-            d.queue(p.clone()).unwrap();
+            d.queue(p.clone(), 64 << 10).unwrap();
         }
         d.catch_up();
         assert!(d.pending.is_empty());

@@ -447,3 +447,50 @@ fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
     });
     assert_eq!(read_checked(dir.path(), 0).last(), Some(&(n - 1)));
 }
+
+/// Segments go oldest first even while the `spool-delete` thread lags (here it deletes
+/// nothing until the end): a spare kept meanwhile is the oldest segment still waiting for
+/// it, not the one retention let go last. So what a crash leaves at any point reads from
+/// its oldest segment to the end with no gap, which a restarting reader would otherwise
+/// count as lost records.
+#[test]
+fn a_spare_is_never_taken_from_behind_a_segment_still_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut keep_all = cfg(dir.path());
+    keep_all.retention_bytes = None;
+    let mut n = 0;
+    rt.block_on(async {
+        let (spool, _) = Spool::open(keep_all).unwrap();
+        while spool.segments() < 12 {
+            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
+            n += 1;
+        }
+        spool.shutdown().await;
+    });
+    let mut expire_all = cfg(dir.path());
+    expire_all.retention_bytes = None;
+    expire_all.retention_age = Some(Duration::ZERO);
+    let release = super::deleter::hold_next_start();
+    rt.block_on(async {
+        let (spool, _) = Spool::open(expire_all).unwrap();
+        let tail = || segment::list(dir.path()).unwrap().last().unwrap().first_seq;
+        let (mut rolls, mut last_tail) = (0, tail());
+        while rolls < 6 {
+            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
+            recover_a_copy(dir.path(), n);
+            n += 1;
+            if tail() != last_tail {
+                (rolls, last_tail) = (rolls + 1, tail());
+            }
+        }
+        drop(release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while files_with(dir.path(), "seg").len() as u64 != spool.segments() {
+            assert!(Instant::now() < deadline, "queued segments never deleted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        spool.shutdown().await;
+    });
+    assert_eq!(read_checked(dir.path(), 0).last(), Some(&(n - 1)));
+}

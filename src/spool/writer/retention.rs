@@ -78,7 +78,7 @@ impl Writer {
     }
 
     /// Lets the oldest closed segment go: kept as a spare, queued for `spool-delete`
-    /// (unless the room is needed now), or deleted here. True when its directory entry
+    /// (unless the room is needed now), or deleted here. True when a directory entry
     /// changed here, for the caller to sync.
     fn let_go(
         &mut self,
@@ -86,36 +86,49 @@ impl Writer {
         len: u64,
         budget_pressure: bool,
     ) -> std::io::Result<bool> {
-        if let Some(spare) = self.spare_path(len, budget_pressure) {
-            std::fs::rename(&path, &spare)?;
-            self.spares.push(Spare { path: spare, len });
-            return Ok(true);
+        if self.keeps_spare(budget_pressure) {
+            // Segments still queued for deletion are older than this one and must not
+            // outlive it (`deleter.rs`): the oldest of them left becomes the spare, and
+            // this one is queued behind the rest.
+            if let Some(d) = self.deleter.as_mut()
+                && let Some(spare) = d.reclaim()?
+            {
+                self.spares.push(spare);
+                if let Err(path) = d.queue(path, len) {
+                    d.catch_up();
+                    std::fs::remove_file(path)?;
+                }
+                return Ok(true);
+            }
+            if len >= self.cfg.segment_bytes / 2 {
+                let spare = path.with_extension(SPARE_EXT);
+                std::fs::rename(&path, &spare)?;
+                self.spares.push(Spare { path: spare, len });
+                return Ok(true);
+            }
         }
         let path = match self.deleter.as_mut() {
-            Some(d) if !budget_pressure => match d.queue(path) {
+            Some(d) if !budget_pressure => match d.queue(path, len) {
                 Ok(()) => return Ok(false),
                 Err(p) => p,
             },
             _ => path,
         };
         // The room is needed now: older segments still queued go first (`deleter.rs`).
-        if budget_pressure && let Some(d) = self.deleter.as_mut() {
+        if let Some(d) = self.deleter.as_mut() {
             d.catch_up();
         }
         std::fs::remove_file(&path)?;
         Ok(true)
     }
 
-    /// Where the oldest closed segment, `len` bytes, goes to be kept as a spare instead of
-    /// deleted, if it should be (see `files.rs`): a segment near full size, while fewer
-    /// than [`MAX_SPARES`] wait and the disk budget keeps a tenth free with it kept.
-    fn spare_path(&self, len: u64, budget_pressure: bool) -> Option<std::path::PathBuf> {
-        let oldest = self.closed.first()?;
+    /// Whether a segment let go now is kept as a spare instead of deleted (see
+    /// `files.rs`): while fewer than [`MAX_SPARES`] wait, and the disk budget keeps a tenth
+    /// free with it kept. (A segment short of half a segment is not worth keeping.)
+    fn keeps_spare(&self, budget_pressure: bool) -> bool {
         let budget = self.cfg.disk_budget_bytes;
-        (!budget_pressure
+        !budget_pressure
             && self.spares.len() < MAX_SPARES
-            && len >= self.cfg.segment_bytes / 2
-            && self.disk_bytes(0) <= budget - budget / 10)
-            .then(|| oldest.info.path.with_extension(SPARE_EXT))
+            && self.disk_bytes(0) <= budget - budget / 10
     }
 }
