@@ -300,6 +300,36 @@ fn replay_to_stdout_prints_what_tail_prints() {
         tail_lines(&gw.data, &["--kind", "messages.status"])
     );
     assert!(replay(&["--from", "100"]).is_empty());
+    // Without --data-dir both read the spool `serve` would use: the --config file's
+    // spool.data_dir, or CALLHOOK_DATA_DIR (as given to the container or unit).
+    let conf = tempfile::tempdir().unwrap();
+    let file = conf.path().join("callhook.toml");
+    std::fs::write(&file, format!("[spool]\ndata_dir = {data:?}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let env = [("CALLHOOK_DATA_DIR", data)];
+    for (args, env) in [
+        (
+            &["--config", file, "replay", "--from", "0", "--stdout"][..],
+            &[][..],
+        ),
+        (&["tail", "--config", file], &[]),
+        (&["replay", "--from", "0", "--stdout"], &env[..]),
+        (&["tail"], &env),
+    ] {
+        let out = callhook_env(args, env);
+        assert_ok(&out);
+        let lines: Vec<_> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines, all, "{args:?} {env:?}");
+    }
+    // A configuration that does not load is said so, not read as "no spool".
+    std::fs::write(file, "[spool]\nno_such_key = 1\n").unwrap();
+    let out = callhook(&["tail", "--config", file]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no_such_key"), "{}", text(&out));
     // Exactly one sink; --to not below --from.
     let out = callhook(&["replay", "--data-dir", data, "--from", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `check-config`, `tail`.
+//! Command line: `serve` (the default), `check-config`, `tail`, `simulate`, `replay`.
 
 mod check_config;
 pub mod replay;
@@ -45,7 +45,8 @@ pub struct ServeArgs {
     /// Listen address (default 127.0.0.1:8080).
     #[arg(long, env = "CALLHOOK_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
-    /// Data directory for the spool (default ./callhook-data).
+    /// Data directory for the spool (default: the config's `spool.data_dir`, else
+    /// ./callhook-data); `tail` and `replay` read the spool there.
     #[arg(long, env = "CALLHOOK_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Kafka bootstrap servers; turns on the Kafka fan-out.
@@ -72,10 +73,36 @@ pub fn main(cli: Cli) -> ExitCode {
         None => serve::run(&cli.serve),
         Some(Command::Serve(args)) => serve::run(&merge(&cli.serve, args)),
         Some(Command::CheckConfig(args)) => check_config::run(&merge(&cli.serve, args)),
-        Some(Command::Tail(args)) => tail::run(&args),
+        Some(Command::Tail(args)) => match data_dir(&cli.serve) {
+            Ok(dir) => tail::run(&args, &dir),
+            Err(code) => code,
+        },
         Some(Command::Simulate(args)) => simulate::run(&args),
-        Some(Command::Replay(args)) => replay::run(&args, cli.serve.config.as_deref()),
+        Some(Command::Replay(args)) => match data_dir(&cli.serve) {
+            Ok(dir) => replay::run(&args, cli.serve.config.as_deref(), &dir),
+            Err(code) => code,
+        },
     }
+}
+
+/// The data directory `serve` would use with the same flags, for the tools that read its
+/// spool: `--data-dir` (or `CALLHOOK_DATA_DIR`), else the configuration's
+/// `spool.data_dir` (`--config` file, `CALLHOOK_SPOOL__DATA_DIR`), else the default. A
+/// configuration that does not load is an error (exit 2), as for `serve`.
+fn data_dir(serve: &ServeArgs) -> Result<PathBuf, ExitCode> {
+    if let Some(dir) = &serve.data_dir {
+        return Ok(dir.clone());
+    }
+    let file = serve.config.as_deref();
+    crate::config::Config::load(file, &serve.overrides())
+        .map(|cfg| cfg.spool.data_dir)
+        .map_err(|e| {
+            match file {
+                Some(f) => eprintln!("error: {}: {e}", f.display()),
+                None => eprintln!("error: {e}"),
+            }
+            ExitCode::from(2)
+        })
 }
 
 /// Flags may come before or after the subcommand.

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,9 +38,6 @@ use crate::webhook::WebhookKind;
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("sink").required(true).args(["kafka", "stdout"])))]
 pub struct ReplayArgs {
-    /// Data directory (the one given to `serve`).
-    #[arg(long, default_value = "./callhook-data")]
-    pub data_dir: PathBuf,
     /// First sequence number to replay.
     #[arg(long)]
     pub from: u64,
@@ -69,9 +66,10 @@ fn parse_kind(s: &str) -> Result<WebhookKind, String> {
     })
 }
 
-/// Runs `callhook replay`; `config` is the global `--config` (topics, `ce_source`, Kafka
-/// properties and topic creation come from it).
-pub fn run(args: &ReplayArgs, config: Option<&Path>) -> ExitCode {
+/// Runs `callhook replay` on the spool under `data_dir` (the one `serve` would use);
+/// `config` is the global `--config` (topics, `ce_source`, Kafka properties and topic
+/// creation come from it).
+pub fn run(args: &ReplayArgs, config: Option<&Path>, data_dir: &Path) -> ExitCode {
     // Records the reader skips (unreadable, or deleted by retention) and librdkafka
     // trouble are reported through tracing, on stderr.
     crate::telemetry::logging::init_for_tools();
@@ -79,9 +77,9 @@ pub fn run(args: &ReplayArgs, config: Option<&Path>) -> ExitCode {
         eprintln!("error: --to must not be below --from");
         return ExitCode::from(2);
     }
-    let dir = args.data_dir.join("spool");
+    let dir = data_dir.join("spool");
     if !dir.is_dir() {
-        eprintln!("error: no spool in {}", args.data_dir.display());
+        eprintln!("error: no spool in {}", data_dir.display());
         return ExitCode::from(2);
     }
     let range = Range {

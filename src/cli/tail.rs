@@ -6,7 +6,7 @@
 //! spaces so each record stays on one line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -18,9 +18,6 @@ use crate::webhook::{WebhookKind, query};
 
 #[derive(Debug, Clone, Args)]
 pub struct TailArgs {
-    /// Data directory (the one given to `serve`).
-    #[arg(long, default_value = "./callhook-data")]
-    pub data_dir: PathBuf,
     /// Only records of this kind (voice.answer, voice.fallback, voice.event,
     /// messages.inbound, messages.status, rtc.event).
     #[arg(long, value_parser = parse_kind)]
@@ -40,11 +37,12 @@ fn parse_kind(s: &str) -> Result<WebhookKind, String> {
     })
 }
 
-pub fn run(args: &TailArgs) -> ExitCode {
+/// Runs `callhook tail` on the spool under `data_dir` (the one `serve` would use).
+pub fn run(args: &TailArgs, data_dir: &Path) -> ExitCode {
     crate::telemetry::logging::init_for_tools();
-    let dir = args.data_dir.join("spool");
+    let dir = data_dir.join("spool");
     if !dir.is_dir() {
-        eprintln!("error: no spool in {}", args.data_dir.display());
+        eprintln!("error: no spool in {}", data_dir.display());
         return ExitCode::from(2);
     }
     let mut reader = SpoolReader::open(&dir, Seq(args.from));
