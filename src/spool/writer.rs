@@ -503,12 +503,14 @@ impl Writer {
 
     /// Makes positions and sizes visible to readers and metrics.
     /// Bytes of the spool's files on disk, what the disk budget counts, were `extra` bytes
-    /// appended: records, spares, and a recycled tail's space not written over yet (which
-    /// appends fill before the file grows).
+    /// appended: records, spares, segments let go that could not be deleted, and a
+    /// recycled tail's space not written over yet (which appends fill before the file
+    /// grows).
     fn disk_bytes(&self, extra: u64) -> u64 {
         let spares: u64 = self.spares.iter().map(|s| s.len).sum();
         let reserved = self.tail_file_len.saturating_sub(self.tail.len);
-        self.total_bytes + spares + reserved.max(extra)
+        let undeleted = self.deleter.as_ref().map_or(0, Deleter::kept_bytes);
+        self.total_bytes + spares + undeleted + reserved.max(extra)
     }
 
     fn publish(&self) {

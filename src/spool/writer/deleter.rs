@@ -33,9 +33,12 @@ use crate::spool::segment;
 /// The `spool-delete` thread's queue, as the writer sees it.
 #[derive(Debug)]
 pub(super) struct Deleter {
-    tx: SyncSender<PathBuf>,
-    /// Paths the thread has handled (deleted, or found gone), in queue order.
+    tx: SyncSender<(PathBuf, u64)>,
+    /// Paths the thread has handled (deleted, found gone, or failed), in queue order.
     done: Arc<AtomicU64>,
+    /// Bytes of queued segments that could not be deleted (EIO, a read-only remount...):
+    /// they left the writer's count when queued, but still take their room on the disk.
+    kept: Arc<AtomicU64>,
     /// Paths queued so far.
     sent: u64,
     /// The queued segments (path, length) the thread may not have handled yet, oldest first.
@@ -45,9 +48,11 @@ pub(super) struct Deleter {
 impl Deleter {
     /// Starts the thread; `None` if it cannot start (the writer then deletes itself).
     pub(super) fn start(dir: PathBuf) -> Option<Self> {
-        let (tx, rx) = sync_channel::<PathBuf>(64);
+        let (tx, rx) = sync_channel::<(PathBuf, u64)>(64);
         let done = Arc::new(AtomicU64::new(0));
         let handled = done.clone();
+        let kept = Arc::new(AtomicU64::new(0));
+        let failed = kept.clone();
         #[cfg(test)]
         let hold = HOLD.with(std::cell::RefCell::take);
         std::thread::Builder::new()
@@ -58,11 +63,11 @@ impl Deleter {
                 if let Some(hold) = hold {
                     let _ = hold.recv();
                 }
-                while let Ok(path) = rx.recv() {
-                    remove_segment(&path);
+                while let Ok((path, len)) = rx.recv() {
+                    remove_segment(&path, len, &failed);
                     handled.fetch_add(1, Ordering::Release);
-                    while let Ok(path) = rx.try_recv() {
-                        remove_segment(&path);
+                    while let Ok((path, len)) = rx.try_recv() {
+                        remove_segment(&path, len, &failed);
                         handled.fetch_add(1, Ordering::Release);
                     }
                     let _ = segment::sync_dir(&dir);
@@ -72,6 +77,7 @@ impl Deleter {
         Some(Self {
             tx,
             done,
+            kept,
             sent: 0,
             pending: VecDeque::new(),
         })
@@ -81,7 +87,7 @@ impl Deleter {
     /// cannot take it now.
     pub(super) fn queue(&mut self, path: PathBuf, len: u64) -> Result<(), PathBuf> {
         self.trim();
-        match self.tx.try_send(path.clone()) {
+        match self.tx.try_send((path.clone(), len)) {
             Ok(()) => {
                 self.sent += 1;
                 self.pending.push_back((path, len));
@@ -96,9 +102,14 @@ impl Deleter {
     /// syncs the directory. Usually nothing is left (the thread is quick).
     pub(super) fn catch_up(&mut self) {
         self.trim();
-        for (path, _) in self.pending.drain(..) {
-            remove_segment(&path);
+        for (path, len) in self.pending.drain(..) {
+            remove_segment(&path, len, &self.kept);
         }
+    }
+
+    /// Bytes of segments let go that could not be deleted; the disk budget counts them.
+    pub(super) fn kept_bytes(&self) -> u64 {
+        self.kept.load(Ordering::Relaxed)
     }
 
     /// Takes the oldest queued segment the thread has not deleted yet back as a spare
@@ -152,11 +163,14 @@ pub(super) fn hold_next_start() -> std::sync::mpsc::Sender<()> {
     tx
 }
 
-fn remove_segment(path: &Path) {
+/// Deletes the segment `path`; `len` is added to `kept` if it cannot be (its room stays
+/// taken until a restart's retention deletes it; the segment reads as any other).
+fn remove_segment(path: &Path, len: u64, kept: &AtomicU64) {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
+            kept.fetch_add(len, Ordering::Relaxed);
             tracing::warn!(error = %e, path = %path.display(), "could not delete spool segment");
         }
     }
@@ -197,5 +211,28 @@ mod tests {
         assert_eq!(d.done.load(Ordering::Acquire), 50);
         d.trim();
         assert!(d.pending.is_empty());
+    }
+
+    /// A segment the thread cannot delete keeps counting against the disk budget.
+    #[test]
+    fn a_segment_that_cannot_be_deleted_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Deleter::start(dir.path().to_path_buf()).unwrap();
+        let gone = dir.path().join("1.seg");
+        std::fs::write(&gone, b"x").unwrap();
+        // A directory is refused by unlink (EISDIR), as EIO or EROFS would be.
+        let stuck = dir.path().join("2.seg");
+        std::fs::create_dir(&stuck).unwrap();
+        std::fs::write(stuck.join("f"), b"x").unwrap();
+        d.queue(gone.clone(), 100).unwrap();
+        d.queue(stuck.clone(), 8192).unwrap();
+        for _ in 0..500 {
+            if d.done.load(Ordering::Acquire) == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!gone.exists() && stuck.exists());
+        assert_eq!(d.kept_bytes(), 8192);
     }
 }
