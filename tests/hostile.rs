@@ -185,6 +185,27 @@ async fn hostile_requests_get_their_answer_and_good_ones_still_succeed() {
     assert_eq!(good.await.unwrap(), 200, "every good request succeeded");
 }
 
+/// Heads hyper refuses before callhook sees a request (it answers them itself) are still
+/// counted, with the requests of no route, so a dashboard shows garbage arriving.
+#[tokio::test]
+async fn heads_refused_by_the_http_parser_are_counted() {
+    let gw = Gateway::start_logged("max_headers = 50\n");
+    let w = Duration::from_secs(3);
+    let refused = r#"callhook_http_requests_total{route="unmatched",status="4xx"}"#;
+    let before = gw.metric(refused).await;
+    let (codes, t) = raw(gw.addr, b"GET /healthz HTTP/9.9 extra\r\n\r\n", w).await;
+    assert_eq!(codes.first().copied(), Some(400), "{t}");
+    let (codes, t) = raw(gw.addr, b"G\x01T /healthz HTTP/1.1\r\nhost: x\r\n\r\n", w).await;
+    assert_eq!(codes.first().copied(), Some(400), "{t}");
+    let many: String = (0..60).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let head = format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n");
+    let (codes, t) = raw(gw.addr, head.as_bytes(), w).await;
+    assert_eq!(codes.first().copied(), Some(431), "{t}");
+    gw.wait_metric(refused, before + 3.0).await;
+    let line = gw.wait_log("request head refused").await;
+    assert!(line.contains("peer"), "{line}");
+}
+
 #[tokio::test]
 async fn connection_flood_over_the_limit_is_refused_with_503_and_service_continues() {
     let gw = Gateway::start("max_connections = 20\n");

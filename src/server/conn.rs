@@ -23,6 +23,7 @@
 //! (an allocation per request) to be polled without shutdown. Vonage does not pipeline.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -37,6 +38,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
+
+use crate::telemetry::handles;
+use crate::telemetry::logging::RateLimit;
 
 pub(super) use stall::Deadlined;
 
@@ -119,6 +123,7 @@ impl Drop for InFlight {
 /// every request.
 pub(super) async fn serve_plain<S, F>(
     stream: TcpStream,
+    peer: SocketAddr,
     http: Arc<Http>,
     mut stop: watch::Receiver<bool>,
     make_service: F,
@@ -148,7 +153,7 @@ pub(super) async fn serve_plain<S, F>(
     if H2_PREFACE.starts_with(&head[..n]) {
         let service = make_service(act.clone());
         // Boxed: the HTTP/2 connection state would otherwise size every plain task.
-        Box::pin(serve_hyper(&http, stream, service, &act, stop)).await;
+        Box::pin(serve_hyper(&http, stream, peer, service, &act, stop)).await;
         return;
     }
     let mut stream = stream;
@@ -192,7 +197,10 @@ pub(super) async fn serve_plain<S, F>(
                 }
             }
         };
-        let Ok(parts) = parts else { return };
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(e) => return refused_head(&e, peer),
+        };
         let (s, unread, released) = into_socket(parts);
         stream = s;
         if !released || stopping {
@@ -265,6 +273,7 @@ async fn until_changed(stop: &mut watch::Receiver<bool>) {
 pub(super) async fn serve_hyper<I, S>(
     http: &Http,
     io: I,
+    peer: SocketAddr,
     service: S,
     act: &Activity,
     mut stop: watch::Receiver<bool>,
@@ -290,7 +299,12 @@ pub(super) async fn serve_hyper<I, S>(
         let mut seen = act.requests.load(Ordering::Relaxed);
         loop {
             tokio::select! {
-                _ = conn.as_mut() => return,
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        refused_head(&*e, peer);
+                    }
+                    return;
+                }
                 _ = stop.changed() => break,
                 _ = check.tick() => {
                     let now = act.requests.load(Ordering::Relaxed);
@@ -312,6 +326,28 @@ pub(super) async fn serve_hyper<I, S>(
         let _ = tokio::time::timeout(idle, conn).await;
     } else {
         let _ = conn.await;
+    }
+}
+
+/// A request head hyper refused itself (malformed, or over `max_headers`,
+/// `max_header_bytes` or its URI limit): hyper answers 400, 414 or 431, with no body
+/// (it has no hook for one), and closes. Counted with the requests (route `unmatched`,
+/// status `4xx`) and logged like other rejections, so they show on the dashboards.
+fn refused_head(err: &(dyn std::error::Error + 'static), peer: SocketAddr) {
+    static LOG: RateLimit = RateLimit::new();
+    let Some(e) = err.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    if !e.is_parse() {
+        return;
+    }
+    handles::count(
+        "callhook_http_requests_total",
+        &[("route", "unmatched"), ("status", "4xx")],
+        1,
+    );
+    if let Some(not_logged) = LOG.admit(1000) {
+        tracing::warn!(%peer, error = %e, not_logged, "request head refused (log rate-limited to 1/s; not_logged = like it since the last line)");
     }
 }
 

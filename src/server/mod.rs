@@ -242,7 +242,7 @@ pub async fn run(
             None => {
                 tokio::spawn(async move {
                     let _guard = guard;
-                    conn::serve_plain(stream, http, stop, make_service).await;
+                    conn::serve_plain(stream, peer, http, stop, make_service).await;
                 });
             }
             Some(acceptor) => {
@@ -257,7 +257,7 @@ pub async fn run(
                     };
                     let act = Arc::new(conn::Activity::default());
                     let service = make_service(act.clone());
-                    conn::serve_hyper(&http, tls, service, &act, stop).await;
+                    conn::serve_hyper(&http, tls, peer, service, &act, stop).await;
                 });
             }
         }

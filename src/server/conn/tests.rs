@@ -36,8 +36,8 @@ async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
     let (_stop_tx, stop) = watch::channel(false);
     let big = Bytes::from(vec![b'x'; BODY]);
     tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        serve_plain(s, http, stop, move |act| {
+        let (s, peer) = listener.accept().await.unwrap();
+        serve_plain(s, peer, http, stop, move |act| {
             let big = big.clone();
             service_fn(move |_req| {
                 let in_flight = act.enter();
@@ -87,8 +87,8 @@ fn serve_ok(
     delay: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        serve_plain(s, http, stop, move |act| {
+        let (s, peer) = listener.accept().await.unwrap();
+        serve_plain(s, peer, http, stop, move |act| {
             service_fn(move |_req| {
                 let in_flight = act.enter();
                 async move {
