@@ -373,4 +373,10 @@ async fn an_event_fallback_is_refused_like_its_event_when_the_spool_is_full() {
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"], "spool_full");
     assert_eq!(gw.tail(&[]).len(), stored);
+    // Counted as the event it is, as it would be once accepted.
+    let refused = |kind: &str| {
+        format!(r#"callhook_events_rejected_total{{kind="{kind}",reason="spool_full"}}"#)
+    };
+    assert_eq!(gw.metric(&refused("voice.event")).await, 2.0);
+    assert_eq!(gw.metric(&refused("voice.fallback")).await, 0.0);
 }

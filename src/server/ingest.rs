@@ -63,10 +63,13 @@ pub async fn handle(
         Ok(Route::Webhook { kind, .. }) if !allowed => {
             reject(&state, Some(kind), IngestError::Forbidden, &id, from)
         }
-        Ok(Route::Webhook { kind, path_app }) => match webhook(&state, kind, path_app, req).await {
-            Ok(resp) => resp,
-            Err(e) => reject(&state, Some(kind), e, &id, from),
-        },
+        Ok(Route::Webhook { kind, path_app }) => {
+            let mut kind = kind;
+            match webhook(&state, &mut kind, path_app, req).await {
+                Ok(resp) => resp,
+                Err(e) => reject(&state, Some(kind), e, &id, from),
+            }
+        }
         Ok(Route::Metrics) => ops::metrics(&state),
         Ok(Route::Healthz) => ops::healthz(),
         Ok(Route::Readyz) => ops::readyz(&state),
@@ -174,13 +177,16 @@ fn reject(
     e.into_response(state.cfg.server.retry_after_secs)
 }
 
-/// A webhook request: read, check, parse, then answer or spool.
+/// A webhook request: read, check, parse, then answer or spool. `route_kind` is the
+/// route's kind, and becomes the request's own once the body shows it (an event re-sent to
+/// the fallback URL), for the caller to count a refusal under.
 async fn webhook(
     state: &AppState,
-    kind: WebhookKind,
+    route_kind: &mut WebhookKind,
     path_app: Option<String>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, IngestError> {
+    let kind = *route_kind;
     if state.is_shutting_down() {
         return Err(IngestError::ShuttingDown);
     }
@@ -207,6 +213,7 @@ async fn webhook(
     let kind = if kind == WebhookKind::VoiceFallback
         && call_control::is_event_fallback(is_get, query, &body)
     {
+        *route_kind = WebhookKind::VoiceEvent;
         WebhookKind::VoiceEvent
     } else {
         kind
