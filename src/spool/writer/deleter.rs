@@ -18,17 +18,22 @@
 //! where this `SCHED_BATCH` thread gets little CPU. Nor does a spare break the order: while
 //! segments wait here, the spare the writer keeps is the oldest of them still there
 //! ([`Deleter::reclaim`]), renamed, and the segment retention let go last is queued behind
-//! them instead.
+//! them instead. With the queue full, retention waits for room (`retention.rs`) rather than
+//! delete on the writer thread, unless the budget needs the room now.
 
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::files::{SPARE_EXT, Spare};
 use crate::spool::segment;
+
+/// Segments the queue holds at most; with it full, retention waits (unless the room is
+/// needed now).
+const QUEUE: usize = 64;
 
 /// The `spool-delete` thread's queue, as the writer sees it.
 #[derive(Debug)]
@@ -36,9 +41,7 @@ pub(super) struct Deleter {
     tx: SyncSender<(PathBuf, u64)>,
     /// Paths the thread has handled (deleted, found gone, or failed), in queue order.
     done: Arc<AtomicU64>,
-    /// Bytes of queued segments that could not be deleted (EIO, a read-only remount...):
-    /// they left the writer's count when queued, but still take their room on the disk.
-    kept: Arc<AtomicU64>,
+    kept: Arc<Kept>,
     /// Paths queued so far.
     sent: u64,
     /// The queued segments (path, length) the thread may not have handled yet, oldest first.
@@ -48,10 +51,10 @@ pub(super) struct Deleter {
 impl Deleter {
     /// Starts the thread; `None` if it cannot start (the writer then deletes itself).
     pub(super) fn start(dir: PathBuf) -> Option<Self> {
-        let (tx, rx) = sync_channel::<(PathBuf, u64)>(64);
+        let (tx, rx) = sync_channel::<(PathBuf, u64)>(QUEUE);
         let done = Arc::new(AtomicU64::new(0));
         let handled = done.clone();
-        let kept = Arc::new(AtomicU64::new(0));
+        let kept = Arc::new(Kept::default());
         let failed = kept.clone();
         #[cfg(test)]
         let hold = HOLD.with(std::cell::RefCell::take);
@@ -83,6 +86,12 @@ impl Deleter {
         })
     }
 
+    /// Whether [`Deleter::queue`] can take a segment now.
+    pub(super) fn has_room(&mut self) -> bool {
+        self.trim();
+        self.pending.len() < QUEUE
+    }
+
     /// Queues the segment `path`, `len` bytes, for deletion; gives it back when the thread
     /// cannot take it now.
     pub(super) fn queue(&mut self, path: PathBuf, len: u64) -> Result<(), PathBuf> {
@@ -109,33 +118,39 @@ impl Deleter {
 
     /// Bytes of segments let go that could not be deleted; the disk budget counts them.
     pub(super) fn kept_bytes(&self) -> u64 {
-        self.kept.load(Ordering::Relaxed)
+        self.kept.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts the segment `path`, let go but not deleted by the writer itself.
+    pub(super) fn keep(&self, path: &Path, len: u64) {
+        self.kept.add(path, len);
     }
 
     /// Takes the oldest queued segment the thread has not deleted yet back as a spare
     /// (renamed to `<seq>.spare`; the thread then finds it gone), so that keeping a spare
     /// removes no segment newer than one still waiting here (whatever its length: the next
-    /// may not go before it). `Ok(None)` when none is left.
-    ///
-    /// # Errors
-    /// The rename failing other than with the segment gone.
-    pub(super) fn reclaim(&mut self) -> io::Result<Option<Spare>> {
+    /// may not go before it).
+    pub(super) fn reclaim(&mut self) -> Reclaim {
         self.trim();
         for (path, len) in &self.pending {
             let spare = path.with_extension(SPARE_EXT);
             match std::fs::rename(path, &spare) {
                 Ok(()) => {
-                    return Ok(Some(Spare {
+                    self.kept.remove(path);
+                    return Reclaim::Taken(Spare {
                         path: spare,
                         len: *len,
-                    }));
+                    });
                 }
                 // Deleted by the thread (or reclaimed before): the next one is the oldest.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "could not keep a queued spool segment as a spare");
+                    return Reclaim::Failed;
+                }
             }
         }
-        Ok(None)
+        Reclaim::NoneWaiting
     }
 
     /// Forgets the paths the thread has handled.
@@ -144,6 +159,48 @@ impl Deleter {
         let waiting = usize::try_from(self.sent.saturating_sub(done)).unwrap_or(usize::MAX);
         while self.pending.len() > waiting {
             self.pending.pop_front();
+        }
+    }
+}
+
+/// What [`Deleter::reclaim`] found.
+pub(super) enum Reclaim {
+    /// The oldest queued segment, now a spare.
+    Taken(Spare),
+    /// No queued segment is left: the caller may keep its own.
+    NoneWaiting,
+    /// The oldest could not be renamed: no spare this time, as a newer one may not go
+    /// before it.
+    Failed,
+}
+
+/// Segments let go that could not be deleted (EIO, a read-only remount...): they left the
+/// writer's count when let go, but still take their room on the disk. Kept by path, so one
+/// that both the writer (catching up) and the thread failed to delete counts once, and one
+/// deleted or renamed later stops counting.
+#[derive(Debug, Default)]
+struct Kept {
+    bytes: AtomicU64,
+    paths: Mutex<Vec<(PathBuf, u64)>>,
+}
+
+impl Kept {
+    fn add(&self, path: &Path, len: u64) {
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if !paths.iter().any(|(p, _)| p == path) {
+            paths.push((path.to_path_buf(), len));
+            self.bytes.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+
+    fn remove(&self, path: &Path) {
+        if self.bytes.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = paths.iter().position(|(p, _)| p == path) {
+            let (_, len) = paths.swap_remove(at);
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
         }
     }
 }
@@ -163,14 +220,14 @@ pub(super) fn hold_next_start() -> std::sync::mpsc::Sender<()> {
     tx
 }
 
-/// Deletes the segment `path`; `len` is added to `kept` if it cannot be (its room stays
-/// taken until a restart's retention deletes it; the segment reads as any other).
-fn remove_segment(path: &Path, len: u64, kept: &AtomicU64) {
+/// Deletes the segment `path`; counted in `kept` while it cannot be (its room stays taken
+/// until it goes, at the latest by a restart's retention; it reads as any other segment).
+fn remove_segment(path: &Path, len: u64, kept: &Kept) {
     match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Ok(()) => kept.remove(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => kept.remove(path),
         Err(e) => {
-            kept.fetch_add(len, Ordering::Relaxed);
+            kept.add(path, len);
             tracing::warn!(error = %e, path = %path.display(), "could not delete spool segment");
         }
     }
@@ -234,5 +291,12 @@ mod tests {
         }
         assert!(!gone.exists() && stuck.exists());
         assert_eq!(d.kept_bytes(), 8192);
+        // Failing again (the writer catching up on the same segment) counts it once; once
+        // it is gone it no longer counts.
+        remove_segment(&stuck, 8192, &d.kept);
+        assert_eq!(d.kept_bytes(), 8192);
+        std::fs::remove_dir_all(&stuck).unwrap();
+        remove_segment(&stuck, 8192, &d.kept);
+        assert_eq!(d.kept_bytes(), 0);
     }
 }

@@ -1,10 +1,13 @@
 //! Retention: which closed segments the writer may delete, and when the spool counts as
 //! having room again.
 
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::Writer;
+use super::deleter::{Deleter, Reclaim};
 use super::files::{MAX_SPARES, SPARE_EXT, Spare};
 use crate::spool::segment;
 
@@ -52,10 +55,11 @@ impl Writer {
             }
             let (path, len) = (oldest.info.path.clone(), oldest.len);
             match self.let_go(path, len, budget_pressure) {
-                Ok(here) => {
+                Ok(LetGo::Deferred) => break,
+                Ok(gone) => {
                     self.total_bytes -= len;
                     self.closed.remove(0);
-                    removed |= here;
+                    removed |= gone == LetGo::Here;
                     published = true;
                 }
                 Err(e) => {
@@ -78,38 +82,39 @@ impl Writer {
     }
 
     /// Lets the oldest closed segment go: kept as a spare, queued for `spool-delete`
-    /// (unless the room is needed now), or deleted here. True when a directory entry
-    /// changed here, for the caller to sync.
-    fn let_go(
-        &mut self,
-        path: std::path::PathBuf,
-        len: u64,
-        budget_pressure: bool,
-    ) -> std::io::Result<bool> {
+    /// (unless the room is needed now), or deleted here; or not yet, while that thread's
+    /// queue is full and the room is not needed (deleting here would stall appends).
+    fn let_go(&mut self, path: PathBuf, len: u64, budget_pressure: bool) -> io::Result<LetGo> {
+        if !budget_pressure && self.deleter.as_mut().is_some_and(|d| !d.has_room()) {
+            return Ok(LetGo::Deferred);
+        }
         if self.keeps_spare(budget_pressure) {
             // Segments still queued for deletion are older than this one and must not
             // outlive it (`deleter.rs`): the oldest of them left becomes the spare, and
             // this one is queued behind the rest.
-            if let Some(d) = self.deleter.as_mut()
-                && let Some(spare) = d.reclaim()?
-            {
-                self.spares.push(spare);
-                if let Err(path) = d.queue(path, len) {
-                    d.catch_up();
-                    std::fs::remove_file(path)?;
+            let reclaimed = self.deleter.as_mut().map(Deleter::reclaim);
+            match reclaimed {
+                Some(Reclaim::Taken(spare)) => {
+                    self.spares.push(spare);
+                    self.queue_or_delete(path, len);
+                    return Ok(LetGo::Here);
                 }
-                return Ok(true);
+                Some(Reclaim::Failed) => {
+                    self.queue_or_delete(path, len);
+                    return Ok(LetGo::Here);
+                }
+                Some(Reclaim::NoneWaiting) | None => {}
             }
             if len >= self.cfg.segment_bytes / 2 {
                 let spare = path.with_extension(SPARE_EXT);
                 std::fs::rename(&path, &spare)?;
                 self.spares.push(Spare { path: spare, len });
-                return Ok(true);
+                return Ok(LetGo::Here);
             }
         }
         let path = match self.deleter.as_mut() {
             Some(d) if !budget_pressure => match d.queue(path, len) {
-                Ok(()) => return Ok(false),
+                Ok(()) => return Ok(LetGo::Queued),
                 Err(p) => p,
             },
             _ => path,
@@ -119,7 +124,23 @@ impl Writer {
             d.catch_up();
         }
         std::fs::remove_file(&path)?;
-        Ok(true)
+        Ok(LetGo::Here)
+    }
+
+    /// Queues `path` behind the segments waiting for `spool-delete`; where the thread
+    /// cannot take it, deletes them and it here, in that order. A segment that cannot be
+    /// deleted still counts against the budget.
+    fn queue_or_delete(&mut self, path: PathBuf, len: u64) {
+        let Some(d) = self.deleter.as_mut() else {
+            return;
+        };
+        if let Err(path) = d.queue(path, len) {
+            d.catch_up();
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "could not delete spool segment");
+                d.keep(&path, len);
+            }
+        }
     }
 
     /// Whether a segment let go now is kept as a spare instead of deleted (see
@@ -131,4 +152,15 @@ impl Writer {
             && self.spares.len() < MAX_SPARES
             && self.disk_bytes(0) <= budget - budget / 10
     }
+}
+
+/// What became of a segment retention let go.
+#[derive(Debug, PartialEq, Eq)]
+enum LetGo {
+    /// Renamed or deleted here: the directory needs a sync.
+    Here,
+    /// Queued for `spool-delete`.
+    Queued,
+    /// Not yet: the delete queue is full and the room is not needed now.
+    Deferred,
 }
