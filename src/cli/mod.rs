@@ -88,21 +88,17 @@ pub fn main(cli: Cli) -> ExitCode {
 /// The data directory `serve` would use with the same flags, for the tools that read its
 /// spool: `--data-dir` (or `CALLHOOK_DATA_DIR`), else the configuration's
 /// `spool.data_dir` (`--config` file, `CALLHOOK_SPOOL__DATA_DIR`), else the default. A
-/// configuration that does not load is an error (exit 2), as for `serve`.
+/// file that is missing or does not parse is an error (exit 2); the rest of the
+/// configuration is not checked.
 fn data_dir(serve: &ServeArgs) -> Result<PathBuf, ExitCode> {
-    if let Some(dir) = &serve.data_dir {
-        return Ok(dir.clone());
-    }
     let file = serve.config.as_deref();
-    crate::config::Config::load(file, &serve.overrides())
-        .map(|cfg| cfg.spool.data_dir)
-        .map_err(|e| {
-            match file {
-                Some(f) => eprintln!("error: {}: {e}", f.display()),
-                None => eprintln!("error: {e}"),
-            }
-            ExitCode::from(2)
-        })
+    crate::config::Config::data_dir(file, &serve.overrides()).map_err(|e| {
+        match file {
+            Some(f) => eprintln!("error: {}: {e}", f.display()),
+            None => eprintln!("error: {e}"),
+        }
+        ExitCode::from(2)
+    })
 }
 
 /// Flags may come before or after the subcommand.

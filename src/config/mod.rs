@@ -254,26 +254,7 @@ impl Config {
     /// # Errors
     /// Unknown keys, wrong types and failed checks, each with the key's path.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(ConfigError::Load(format!(
-                    "config file {} not found",
-                    file.display()
-                )));
-            }
-            fig = fig.merge(Toml::file(file));
-        }
-        // Only nested keys (`CALLHOOK_TABLE__KEY`): other CALLHOOK_* variables are the flags'
-        // own, or not ours at all (Kubernetes injects CALLHOOK_PORT for a Service named
-        // callhook), and must not be refused as unknown keys.
-        // `kafka.properties` are read apart: their names contain dots (see
-        // `kafka::properties_from_env`).
-        fig = fig.merge(
-            Env::prefixed(kafka::PREFIX)
-                .filter(|k| k.as_str().contains("__") && !kafka::is_properties_var(k.as_str()))
-                .split("__"),
-        );
+        let fig = Self::sources(file)?;
         let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok())));
@@ -292,6 +273,45 @@ impl Config {
         cfg.validate()?;
         cfg.check_kafka_client()?;
         Ok(cfg)
+    }
+
+    /// The data directory [`Config::load`] would give, read alone: the tools that read the
+    /// spool (`tail`, `replay`) need no more of the configuration, and an operator allowed
+    /// to read the spool need not be allowed to read the TLS key the rest would check.
+    ///
+    /// # Errors
+    /// The file missing, or `spool.data_dir` of the wrong type.
+    pub fn data_dir(file: Option<&Path>, overrides: &Overrides) -> Result<PathBuf, ConfigError> {
+        if let Some(d) = &overrides.data_dir {
+            return Ok(d.clone());
+        }
+        Self::sources(file)?
+            .extract_inner("spool.data_dir")
+            .map_err(|e| ConfigError::Load(describe(e)))
+    }
+
+    /// Defaults < file < `CALLHOOK_<TABLE>__<KEY>` environment, not yet read.
+    fn sources(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} not found",
+                    file.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        // Only nested keys (`CALLHOOK_TABLE__KEY`): other CALLHOOK_* variables are the flags'
+        // own, or not ours at all (Kubernetes injects CALLHOOK_PORT for a Service named
+        // callhook), and must not be refused as unknown keys.
+        // `kafka.properties` are read apart: their names contain dots (see
+        // `kafka::properties_from_env`).
+        Ok(fig.merge(
+            Env::prefixed(kafka::PREFIX)
+                .filter(|k| k.as_str().contains("__") && !kafka::is_properties_var(k.as_str()))
+                .split("__"),
+        ))
     }
 
     /// What `serve` would refuse when creating its producer, refused at load with the
