@@ -324,21 +324,24 @@ pub(super) async fn serve_hyper<I, S>(
         // Nothing in flight; an HTTP/2 client that never answers the GOAWAY's PING would
         // otherwise keep the connection open.
         let _ = tokio::time::timeout(idle, conn).await;
-    } else {
-        let _ = conn.await;
+    } else if let Err(e) = conn.await {
+        refused_head(&*e, peer);
     }
 }
 
-/// A request head hyper refused itself (malformed, or over `max_headers`,
-/// `max_header_bytes` or its URI limit): hyper answers 400, 414 or 431, with no body
-/// (it has no hook for one), and closes. Counted with the requests (route `unmatched`,
-/// status `4xx`) and logged like other rejections, so they show on the dashboards.
+/// An HTTP/1 request head (plain or TLS) hyper refused itself (malformed, or over
+/// `max_headers`, `max_header_bytes` or its URI limit): hyper answers 400, 414 or 431, with
+/// no body (it has no hook for one), and closes. Counted with the requests (route
+/// `unmatched`, status `4xx`) and logged like other rejections, so they show on the
+/// dashboards. (HTTP/2's own refusals, from the h2 crate, end its connection without an
+/// error and are not counted; an HTTP/2 preface on a kept-alive HTTP/1 connection gets
+/// no answer and is not counted either.)
 fn refused_head(err: &(dyn std::error::Error + 'static), peer: SocketAddr) {
     static LOG: RateLimit = RateLimit::new();
     let Some(e) = err.downcast_ref::<hyper::Error>() else {
         return;
     };
-    if !e.is_parse() {
+    if !e.is_parse() || e.is_parse_version_h2() {
         return;
     }
     handles::count(
