@@ -143,10 +143,18 @@ async fn answered_once(gw: &Gateway) -> TcpStream {
 
 #[tokio::test]
 async fn a_parked_connection_closes_after_the_idle_timeout() {
-    let gw = Gateway::start("idle_release_ms = 100\nheader_read_timeout_ms = 600\n");
+    let gw = Gateway::start("idle_release_ms = 100\nheader_read_timeout_ms = 2000\n");
     let mut s = answered_once(&gw).await;
+    // Parked (released by hyper) first, and still open then...
+    gw.wait_metric("callhook_http_connections_parked", 1.0)
+        .await;
     assert!(
-        closed_within(&mut s, Duration::from_secs(5)).await,
+        !closed_within(&mut s, Duration::from_millis(300)).await,
+        "closed before the header read timeout"
+    );
+    // ...then closed once the header read timeout has passed.
+    assert!(
+        closed_within(&mut s, Duration::from_secs(8)).await,
         "an idle keep-alive connection outlived the header read timeout"
     );
     // Only the connection asking for /metrics is left.

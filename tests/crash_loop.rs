@@ -164,6 +164,12 @@ async fn twenty_sigkills_lose_nothing_that_was_acknowledged() {
     );
     assert!(acked.len() > 100, "the load ran");
     assert_eq!(missing, 0, "acknowledged events missing after SIGKILLs");
+    // Each id is sent once (no client retries): one spooled twice is the spool's doing.
+    assert_eq!(
+        spooled.len(),
+        unique.len(),
+        "records repeated after SIGKILLs"
+    );
     // A follower in another process reads past the durable end and waits at a record
     // still being written; across kills it must neither skip nor repeat one, nor print
     // one that recovery then cut.

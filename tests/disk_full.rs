@@ -554,4 +554,20 @@ async fn a_budget_as_small_as_a_segment_keeps_taking_events_once_kafka_has_them(
         }
     }
     eprintln!("150 events accepted, {refused} refusals on the way");
+    // And every one reached Kafka: the segments deleted for room had been delivered.
+    let topic = format!("{p}.voice.event");
+    let got = tokio::task::spawn_blocking(move || {
+        kafka::consume(&brokers, &[&topic], 150, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let delivered: HashSet<String> = got
+        .iter()
+        .map(|g| {
+            let v: serde_json::Value = serde_json::from_slice(&g.value).unwrap();
+            v["uuid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let want: HashSet<String> = (0..150).map(|i| format!("disk-full-{i}")).collect();
+    assert_eq!(delivered, want);
 }

@@ -224,7 +224,10 @@ fn retriable_errors_and_a_full_outage_lose_nothing() {
     std::thread::sleep(Duration::from_secs(4)); // past message_timeout_ms: deliveries fail, back off
     let cp = Checkpoint::new(dir.path(), "kafka");
     let during = cp.load().unwrap().unwrap_or(Seq(0));
-    assert!(during.0 <= 600);
+    assert!(
+        during.0 <= 300,
+        "checkpoint {during:?} passed records appended with every broker down"
+    );
     all_brokers(&cluster, true);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 600);
     fwd.stop();
@@ -451,8 +454,8 @@ fn a_value_the_dead_letter_topic_refuses_as_too_large_goes_as_its_descriptor() {
 }
 
 /// A topic callhook may not write (an ACL missing for a while) is the cluster's
-/// configuration, not the records' fault: they wait and arrive in order once it is
-/// fixed, and none is moved aside to the dead-letter topic.
+/// configuration, not the records' fault: they wait and arrive (in order per call) once
+/// it is fixed, and none is moved aside to the dead-letter topic.
 #[test]
 fn a_topic_not_authorised_for_a_while_waits_rather_than_dead_lettering() {
     let Rig {
@@ -467,8 +470,37 @@ fn a_topic_not_authorised_for_a_while_waits_rather_than_dead_lettering() {
     cluster.request_errors(RDKafkaApiKey::Produce, &[denied; 4]);
     append_events(&rt, &spool, 0..30);
     all_arrive_and_checkpoint_passes(&bootstrap, dir.path(), 30);
-    let dlq = consume_ids(&bootstrap, "callhook.dlq", 1, Duration::from_secs(2));
-    assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
+    // In order per call: the first copy of each event after the one before it (a resend
+    // may add later copies).
+    let ids = consume_ids(
+        &bootstrap,
+        "vonage.voice.event",
+        30,
+        Duration::from_secs(30),
+    );
+    let mut seen = HashSet::new();
+    let mut last: std::collections::HashMap<usize, usize> = Default::default();
+    for id in &ids {
+        let i: usize = id[1..].parse().unwrap();
+        if seen.insert(i) {
+            let before = last.insert(i % 7, i);
+            assert!(
+                before.is_none_or(|b| b < i),
+                "CON-{}: e{i} after e{before:?}",
+                i % 7
+            );
+        }
+    }
+    // Nothing on the dead-letter topic: its end offset, not a consumer that may not
+    // have joined in time.
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (_, end) = probe
+        .fetch_watermarks("callhook.dlq", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(end, 0, "records were dead-lettered");
     fwd.stop();
     rt.block_on(spool.shutdown());
 }

@@ -363,9 +363,9 @@ async fn sigkill_while_forwarding_loses_nothing() {
                 r#"{{"uuid":"{id}","conversation_uuid":"CON-{}","status":"started"}}"#,
                 i % 17
             );
-            if gw.post("/webhooks/voice/event", body).await.status == 200 {
-                acked.insert(id);
-            }
+            // Posted one at a time and the process alive until the kill: each gets its 200.
+            assert_eq!(gw.post("/webhooks/voice/event", body).await.status, 200);
+            acked.insert(id);
         }
         gw.kill9();
     }
@@ -373,6 +373,7 @@ async fn sigkill_while_forwarding_loses_nothing() {
     let gw = Gateway::start_in(&data, &cfg, &[]);
     let topic = format!("{p}.voice.event");
     let want = acked.len();
+    assert_eq!(want, 900);
     let got = tokio::task::spawn_blocking(move || {
         consume(
             &brokers,

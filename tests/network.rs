@@ -48,6 +48,15 @@ async fn tls_over(
     der: &[u8],
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_tls_over(tcp, der, alpn).await.unwrap()
+}
+
+/// [`tls_over`], giving back a failed handshake (e.g. a connection over the cap, closed).
+async fn try_tls_over(
+    tcp: tokio::net::TcpStream,
+    der: &[u8],
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
@@ -61,7 +70,7 @@ async fn tls_over(
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.unwrap()
+    connector.connect(name, tcp).await
 }
 
 async fn tls_request(
@@ -339,27 +348,43 @@ async fn a_tls_connection_over_the_cap_is_closed_without_plaintext() {
         tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
     assert!(r.is_ok(), "the refused connection was not closed");
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
-    let m = String::from_utf8(metrics_over_tls(gw.addr, &der, held).await).unwrap();
+    let (m, refused) = metrics_over_tls(gw.addr, &der, held).await;
+    let m = String::from_utf8(m).unwrap();
     assert!(
-        m.contains("callhook_http_connections_rejected_total 1"),
+        m.contains(&format!(
+            "callhook_http_connections_rejected_total {}",
+            1 + refused
+        )),
         "{m}"
     );
 }
 
-/// `/metrics` once the held connections are gone (the cap has room again).
+/// `/metrics` once the held connections are gone (the cap has room again), and how many
+/// connections were refused on the way (the server may not have seen them go yet).
 async fn metrics_over_tls(
     addr: std::net::SocketAddr,
     der: &[u8],
     held: [tokio_rustls::client::TlsStream<tokio::net::TcpStream>; 2],
-) -> Vec<u8> {
+) -> (Vec<u8>, u32) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     drop(held);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut tls = tls_connect(addr, der, b"http/1.1").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut refused = 0;
+    let mut tls = loop {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        match try_tls_over(tcp, der, b"http/1.1").await {
+            Ok(tls) => break tls,
+            Err(e) => {
+                refused += 1;
+                assert!(std::time::Instant::now() < deadline, "still refused: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
     tls.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
-    out
+    (out, refused)
 }

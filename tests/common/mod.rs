@@ -258,8 +258,17 @@ impl Gateway {
         self.request("GET", path, &[], Bytes::new()).await
     }
 
-    /// An unlabelled gauge or counter from /metrics (0 when absent).
+    /// A gauge or counter series from /metrics, `name` with its labels as rendered (0 when
+    /// absent: a labelled series appears once first counted). The metric must be one
+    /// callhook has, so a misspelt name fails instead of reading 0.
     pub async fn metric(&self, name: &str) -> f64 {
+        let base = name.split('{').next().unwrap_or(name);
+        assert!(
+            callhook::telemetry::metrics::CATALOGUE
+                .iter()
+                .any(|(n, ..)| *n == base),
+            "{base} is not in callhook's metric catalogue"
+        );
         let text = String::from_utf8(self.get("/metrics").await.body.to_vec()).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

@@ -22,8 +22,10 @@ use crate::ncco::{
 };
 
 const DEADLINE_MS: u64 = 300;
-/// Generous upper bound on how late an answer may be (scheduling on a busy CI machine).
-const MARGIN: Duration = Duration::from_millis(500);
+/// How late an answer may be and still count as on time: a guard against waiting for the
+/// upstream (which hangs for ever, or sleeps far past this), not a latency claim (those
+/// are in `benches/`), so generous for a busy CI machine.
+const MARGIN: Duration = Duration::from_secs(4);
 const FALLBACK: &[u8] = br#"[{"action":"talk","text":"upstream fallback"}]"#;
 const GOOD: &str = r#"[ {"action":"talk","text":"from upstream","level":0.5},
   {"action":"connect","endpoint":[{"type":"app","user":"Alice"}]} ]"#;

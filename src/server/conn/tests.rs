@@ -79,18 +79,23 @@ async fn a_response_the_client_is_slow_to_read_is_not_cut_off() {
     }
 }
 
-/// Serves one connection from `listener`, answering every request `ok` after `delay`.
+/// Serves one connection from `listener`, answering every request `ok` after `delay`;
+/// the `Notify` is told each time a request reaches the service.
 fn serve_ok(
     listener: tokio::net::TcpListener,
     http: Arc<Http>,
     stop: watch::Receiver<bool>,
     delay: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> (tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>) {
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let tell = entered.clone();
+    let served = tokio::spawn(async move {
         let (s, peer) = listener.accept().await.unwrap();
         serve_plain(s, peer, http, stop, move |act| {
+            let tell = tell.clone();
             service_fn(move |_req| {
                 let in_flight = act.enter();
+                tell.notify_one();
                 async move {
                     tokio::time::sleep(delay).await;
                     let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -100,7 +105,8 @@ fn serve_ok(
             })
         })
         .await;
-    })
+    });
+    (served, entered)
 }
 
 /// What the server sends until it closes the connection (10 s at most).
@@ -127,12 +133,12 @@ async fn task_ends(served: tokio::task::JoinHandle<()>) {
 async fn a_response_finished_while_stopping_says_connection_close() {
     let (listener, addr, http) = listen(Duration::from_secs(1)).await;
     let (stop_tx, stop) = watch::channel(false);
-    let served = serve_ok(listener, http, stop, Duration::from_millis(300));
+    let (served, entered) = serve_ok(listener, http, stop, Duration::from_millis(300));
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    entered.notified().await; // in flight now
     stop_tx.send(true).unwrap();
     let got = read_until_closed(&mut c).await;
     let text = String::from_utf8_lossy(&got).to_lowercase();
@@ -148,7 +154,7 @@ async fn a_response_finished_while_stopping_says_connection_close() {
 async fn an_idle_connection_closes_promptly_when_stopping() {
     let (listener, addr, http) = listen(Duration::from_secs(20)).await;
     let (stop_tx, stop) = watch::channel(false);
-    let served = serve_ok(listener, http, stop, Duration::ZERO);
+    let (served, _) = serve_ok(listener, http, stop, Duration::ZERO);
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     for _ in 0..3 {
         c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
