@@ -7,6 +7,8 @@
 #                          tests/observability.rs scrapes a real callhook with `prometheus`.
 #   python3 + PyYAML       tests/deploy/ parses every YAML file under deploy/ with it
 #                          (Debian's python3-yaml when no python3 on PATH can `import yaml`).
+#   systemd-analyze        Debian's `systemd` package: tests/deploy/ verifies the unit under
+#                          deploy/systemd/, scores its exposure and expands its syscall filter.
 #   OpenSSL headers        librdkafka is built with TLS against the system OpenSSL
 #                          (libssl-dev, found through pkg-config); the official Rust images
 #                          have both, a bare Debian does not.
@@ -48,6 +50,11 @@ else
   missing_pkgs+=(python3-yaml)
 fi
 
+if command -v systemd-analyze >/dev/null 2>&1; then
+  log "ok: $(systemd-analyze --version | head -n1) ($(command -v systemd-analyze))"
+else
+  missing_pkgs+=(systemd)
+fi
 if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; then
   log "ok: OpenSSL $(pkg-config --modversion openssl) headers (pkg-config)"
 else
@@ -95,4 +102,5 @@ command -v promtool >/dev/null 2>&1 || die "promtool still not on PATH after ins
 command -v prometheus >/dev/null 2>&1 || die "prometheus still not on PATH after installing prometheus"
 py=$(have_yaml_python) || die "no python3 on PATH can import yaml after installing python3-yaml"
 pkg-config --exists openssl 2>/dev/null || die "pkg-config finds no OpenSSL after installing libssl-dev"
+command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze still not on PATH after installing systemd"
 log "ok: $(promtool --version 2>&1 | head -n1); $py has PyYAML"

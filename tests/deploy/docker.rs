@@ -275,6 +275,74 @@ fn docker_build_context_is_a_complete_cargo_package() {
         ctx.path().join("Cargo.lock").is_file(),
         "--locked needs Cargo.lock"
     );
+    included_files_are_in(ctx.path());
+}
+
+/// Every file `include_str!`/`include_bytes!` names under `src/` (directly, or through a
+/// `fixture!("name")` macro built on one) is in the build context `ctx`: `cargo metadata`
+/// does not read them, and the build would fail without them (`callhook simulate` embeds
+/// `tests/fixtures/`).
+fn included_files_are_in(ctx: &Path) {
+    fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                rs_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    // The first string literal at or after `at`.
+    fn literal(text: &str, at: usize) -> Option<&str> {
+        let start = at + text[at..].find('"')? + 1;
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    }
+    let mut files = Vec::new();
+    rs_files(&ctx.join("src"), &mut files);
+    let mut checked = 0;
+    for file in files {
+        let text = read(&file);
+        for (at, _) in text.match_indices("include_") {
+            if !(text[at..].starts_with("include_str!") || text[at..].starts_with("include_bytes!"))
+            {
+                continue;
+            }
+            let window = &text[at..(at + 300).min(text.len())];
+            // `concat!(env!("CARGO_MANIFEST_DIR"), "/tests/...")`: the path after it.
+            let manifest = window
+                .find("CARGO_MANIFEST_DIR\"")
+                .map(|i| at + i + "CARGO_MANIFEST_DIR\"".len());
+            let Some(rel) = literal(&text, manifest.unwrap_or(at)) else {
+                continue;
+            };
+            let manifest = manifest.is_some();
+            let base = if manifest {
+                ctx.to_path_buf()
+            } else {
+                file.parent().unwrap().to_path_buf()
+            };
+            let path = base.join(rel.trim_start_matches('/'));
+            if rel.ends_with('/') {
+                // A directory prefix for a `fixture!("name")` macro: each name used.
+                assert!(path.is_dir(), "{}: {rel} not in the build context", file.display());
+                for (m, _) in text.match_indices("fixture!(\"") {
+                    let name = literal(&text, m).unwrap();
+                    assert!(
+                        path.join(name).is_file(),
+                        "{}: {rel}{name} not in the build context",
+                        file.display()
+                    );
+                    checked += 1;
+                }
+            } else {
+                assert!(path.is_file(), "{}: {rel} not in the build context", file.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no included file found: the scan is broken");
 }
 
 /// The image's HEALTHCHECK (bash /dev/tcp, as the slim image has no curl) against a real

@@ -4,8 +4,11 @@
 //! and the Docker, Kubernetes and systemd files keep callhook's runtime contract (port,
 //! spool path, uid, probes, SIGTERM drain time).
 //!
-//! Needs `promtool` and a python3 with PyYAML: `deploy/local/install-test-tools.sh` installs
-//! both. Without them these tests fail; they never skip.
+//! Needs `promtool`, `systemd-analyze` and a python3 with PyYAML:
+//! `deploy/local/install-test-tools.sh` installs them. Without them these tests fail; they
+//! never skip. (Only the kustomize rendering of the Kubernetes files is optional: it runs
+//! where `kubectl` is installed; the suite does not install it, as Debian's
+//! `kubernetes-client` carries a kustomize too old to be a fair check.)
 
 #[path = "../common/mod.rs"]
 mod common;
