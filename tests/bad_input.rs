@@ -226,7 +226,18 @@ async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
         a.headers["x-request-id"].to_str().unwrap(),
         b.headers["x-request-id"].to_str().unwrap(),
     );
+    assert_eq!((a.status, b.status), (400, 400));
     assert!(ida.starts_with("ch-") && ida != idb);
+    // An accepted one too, and one the load balancer already named keeps its name.
+    let ok = gw
+        .post(
+            "/webhooks/voice/event",
+            r#"{"uuid":"rid","conversation_uuid":"CON-rid","status":"started"}"#,
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let idc = ok.headers["x-request-id"].to_str().unwrap();
+    assert!(idc.starts_with("ch-") && idc != ida && idc != idb, "{idc}");
     let r = gw
         .request(
             "POST",
@@ -235,5 +246,6 @@ async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
             "{}",
         )
         .await;
+    assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-request-id"], "lb-1234");
 }

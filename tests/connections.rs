@@ -479,6 +479,7 @@ async fn the_drain_delay_keeps_accepting_while_not_ready() {
     let mut gw = Gateway::start("drain_delay_ms = 3000\n");
     assert_eq!(gw.get("/readyz").await.status, 200);
     let pid = i32::try_from(gw.child.id()).unwrap();
+    let signalled = Instant::now();
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -499,6 +500,23 @@ async fn the_drain_delay_keeps_accepting_while_not_ready() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(gw.child.wait().unwrap().code(), Some(0));
+    // It exits cleanly, and not before the delay was over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not exit after the drain delay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(3000),
+        "exited {:?} after SIGTERM, within the 3 s drain delay",
+        signalled.elapsed()
+    );
     assert_eq!(spooled_uuids(&gw.data), ["late"]);
 }

@@ -26,6 +26,17 @@ if (( free_kb < NEED_GB * 1024 * 1024 )); then
   exit 1
 fi
 
+# tests/disk_full.rs mounts small tmpfs filesystems to fill them: that takes root (or
+# CAP_SYS_ADMIN). Say so now rather than after the build.
+if [ "$(id -u)" -ne 0 ] && ! command -v capsh >/dev/null; then
+  log "ERROR: the suite needs root (tests/disk_full.rs mounts a tmpfs); run it as root, e.g. in a container"
+  exit 1
+fi
+if [ "$(id -u)" -ne 0 ] && ! capsh --print 2>/dev/null | grep -q '^Current:.*cap_sys_admin'; then
+  log "ERROR: the suite needs root or CAP_SYS_ADMIN (tests/disk_full.rs mounts a tmpfs)"
+  exit 1
+fi
+
 # 1. A real Kafka-protocol broker (tansu, built from crates.io once; ~16-20 min on 2 cores).
 deploy/local/kafka-local.sh install
 log "broker ready to start after $((SECONDS - t0)) s"

@@ -87,6 +87,9 @@ pub struct Gateway {
     pub config: PathBuf,
     /// Its log lines, for a gateway started with [`Gateway::start_logged`].
     log: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// The spool's next sequence number when it started (records from earlier runs), if
+    /// /metrics could be read then.
+    start_seq: Option<f64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -224,6 +227,8 @@ impl Gateway {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
+        let start_seq = blocking_get(ops.unwrap_or(addr), "/metrics")
+            .map(|text| metric_sum(&text, "callhook_spool_next_seq"));
         Gateway {
             child,
             addr,
@@ -231,6 +236,7 @@ impl Gateway {
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             log: None,
+            start_seq,
             _tmp: None,
         }
     }
@@ -290,7 +296,13 @@ impl Gateway {
 
     /// SIGTERM, then wait for exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        unsafe_kill(self.child.id(), "TERM");
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGTERM) },
+            0,
+            "kill -TERM {pid}"
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -304,25 +316,23 @@ impl Gateway {
         }
     }
 
-    /// Waits until the spool's next sequence number has caught up with the records the
-    /// gateway accepted (`/metrics`). Answer-path records are queued unawaited: their 200
-    /// goes out before the writer, which lets them gather for a few ms, writes them.
-    /// On a data dir with earlier records the check passes at once (restart tests).
+    /// Waits until the spool holds every record the gateway accepted since it started
+    /// (`/metrics`: its next sequence number against the one it started with plus the
+    /// accepted count). Answer-path records are queued unawaited: their 200 goes out
+    /// before the writer, which lets them gather for a few ms, writes them.
     pub fn settle_spool(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let Some(text) = blocking_get(self.addr, "/metrics") else {
-                // /metrics refused (e.g. an allowlist): fall back to outwaiting the linger.
-                std::thread::sleep(Duration::from_millis(100));
+            let (Some(start), Some(text)) = (
+                self.start_seq,
+                blocking_get(self.ops.unwrap_or(self.addr), "/metrics"),
+            ) else {
+                // /metrics unreadable here (TLS, an allowlist): outwait the 10 ms linger.
+                std::thread::sleep(Duration::from_millis(200));
                 return;
             };
-            let sum = |name: &str| -> f64 {
-                text.lines()
-                    .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum()
-            };
-            if sum("callhook_spool_next_seq") >= sum("callhook_events_accepted_total") {
+            let next = metric_sum(&text, "callhook_spool_next_seq");
+            if next >= start + metric_sum(&text, "callhook_events_accepted_total") {
                 return;
             }
             assert!(
@@ -350,6 +360,14 @@ impl Gateway {
 }
 
 /// A GET on a fresh connection without an async runtime; the body if the status is 200.
+/// The sum of every series of metric `name` in a /metrics text.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn blocking_get(addr: SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -400,13 +418,6 @@ pub fn body_uuids<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
 }
 
 /// Starts `cmd` (a `callhook serve` at RUST_LOG=info) with its log on a pipe and reads

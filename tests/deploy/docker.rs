@@ -326,7 +326,11 @@ fn included_files_are_in(ctx: &Path) {
             let path = base.join(rel.trim_start_matches('/'));
             if rel.ends_with('/') {
                 // A directory prefix for a `fixture!("name")` macro: each name used.
-                assert!(path.is_dir(), "{}: {rel} not in the build context", file.display());
+                assert!(
+                    path.is_dir(),
+                    "{}: {rel} not in the build context",
+                    file.display()
+                );
                 for (m, _) in text.match_indices("fixture!(\"") {
                     let name = literal(&text, m).unwrap();
                     assert!(
@@ -337,7 +341,11 @@ fn included_files_are_in(ctx: &Path) {
                     checked += 1;
                 }
             } else {
-                assert!(path.is_file(), "{}: {rel} not in the build context", file.display());
+                assert!(
+                    path.is_file(),
+                    "{}: {rel} not in the build context",
+                    file.display()
+                );
                 checked += 1;
             }
         }

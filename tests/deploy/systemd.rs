@@ -101,7 +101,13 @@ fn systemd_unit_is_hardened_and_verifies() {
     // background threads under SCHED_BATCH (`background_threads = "batch"`, the default),
     // and `@resources`, which the unit denies, holds it.
     let allowed = syscall_filter(&svc["SystemCallFilter"]);
-    for call in ["sched_setscheduler", "fdatasync", "pwritev", "epoll_wait", "prlimit64"] {
+    for call in [
+        "sched_setscheduler",
+        "fdatasync",
+        "pwritev",
+        "epoll_wait",
+        "prlimit64",
+    ] {
         assert!(allowed.contains(call), "SystemCallFilter denies {call}");
     }
     // verify needs the binaries to exist: point the unit at the one cargo built.
@@ -145,7 +151,10 @@ fn syscall_filter(lines: &[String]) -> BTreeSet<String> {
             .args(["syscall-filter", name])
             .output()
             .unwrap();
-        assert!(listed.status.success(), "systemd-analyze syscall-filter {name}");
+        assert!(
+            listed.status.success(),
+            "systemd-analyze syscall-filter {name}"
+        );
         for l in String::from_utf8_lossy(&listed.stdout).lines().skip(1) {
             let l = l.trim();
             if !l.is_empty() && !l.starts_with('#') {

@@ -416,6 +416,7 @@ fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
     let mut expire_all = cfg(dir.path());
     expire_all.retention_bytes = None;
     expire_all.retention_age = Some(Duration::ZERO);
+    let release = super::deleter::hold_next_start();
     rt.block_on(async {
         let (spool, _) = Spool::open(expire_all).unwrap();
         // A thread names itself once it runs.
@@ -429,10 +430,18 @@ fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
             assert!(Instant::now() < deadline, "no spool-delete thread");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        while spool.segments() > 2 || files_with(dir.path(), "seg").len() == 12 {
+        while spool.segments() > 2 {
             assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
             n += 1;
         }
+        // Let go by the writer, but with that thread held still on disk: the writer
+        // deleted none of them itself.
+        let left = files_with(dir.path(), "seg").len() as u64;
+        assert!(
+            left >= 10,
+            "{left} segment files: deleted on the writer thread"
+        );
+        drop(release);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let segs = files_with(dir.path(), "seg").len() as u64;
