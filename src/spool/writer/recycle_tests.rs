@@ -102,6 +102,28 @@ fn recover_a_copy(dir: &Path, last: u64) -> bool {
     std::fs::metadata(&tail).unwrap().len() < size
 }
 
+/// A spool in `dir` filled to `segments` segments with no retention, and the config that
+/// reopens it with every closed segment expired (all let go at the first roll); with the
+/// number of the next record.
+fn filled_then_expired(dir: &Path, durability: Durability, segments: u64) -> (SpoolConfig, u64) {
+    let rt = rt();
+    let mut keep_all = cfg_with(dir, durability);
+    keep_all.retention_bytes = None;
+    let mut n = 0;
+    rt.block_on(async {
+        let (spool, _) = Spool::open(keep_all).unwrap();
+        while spool.segments() < segments {
+            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
+            n += 1;
+        }
+        spool.shutdown().await;
+    });
+    let mut expire_all = cfg_with(dir, durability);
+    expire_all.retention_bytes = None;
+    expire_all.retention_age = Some(Duration::ZERO);
+    (expire_all, n)
+}
+
 #[test]
 fn retention_recycles_segments_and_no_old_byte_is_read_as_a_record() {
     recycles_and_reads_back(Durability::Fsync);
@@ -402,20 +424,7 @@ fn a_follower_waits_at_a_bad_record_in_the_live_segment() {
 fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let mut keep_all = cfg(dir.path());
-    keep_all.retention_bytes = None;
-    let mut n = 0;
-    rt.block_on(async {
-        let (spool, _) = Spool::open(keep_all).unwrap();
-        while spool.segments() < 12 {
-            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
-            n += 1;
-        }
-        spool.shutdown().await;
-    });
-    let mut expire_all = cfg(dir.path());
-    expire_all.retention_bytes = None;
-    expire_all.retention_age = Some(Duration::ZERO);
+    let (expire_all, mut n) = filled_then_expired(dir.path(), Durability::Fsync, 12);
     let release = super::deleter::hold_next_start();
     rt.block_on(async {
         let (spool, _) = Spool::open(expire_all).unwrap();
@@ -466,20 +475,7 @@ fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
 fn a_spare_is_never_taken_from_behind_a_segment_still_queued() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let mut keep_all = cfg(dir.path());
-    keep_all.retention_bytes = None;
-    let mut n = 0;
-    rt.block_on(async {
-        let (spool, _) = Spool::open(keep_all).unwrap();
-        while spool.segments() < 12 {
-            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
-            n += 1;
-        }
-        spool.shutdown().await;
-    });
-    let mut expire_all = cfg(dir.path());
-    expire_all.retention_bytes = None;
-    expire_all.retention_age = Some(Duration::ZERO);
+    let (expire_all, mut n) = filled_then_expired(dir.path(), Durability::Fsync, 12);
     let release = super::deleter::hold_next_start();
     rt.block_on(async {
         let (spool, _) = Spool::open(expire_all).unwrap();
@@ -511,21 +507,8 @@ fn a_spare_is_never_taken_from_behind_a_segment_still_queued() {
 fn retention_waits_for_a_full_delete_queue_instead_of_deleting_on_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let mut keep_all = cfg_with(dir.path(), Durability::Os);
-    keep_all.retention_bytes = None;
-    let mut n = 0;
-    rt.block_on(async {
-        let (spool, _) = Spool::open(keep_all).unwrap();
-        while spool.segments() < 80 {
-            assert_eq!(spool.append(rec(n)).await, Ok(Seq(n)));
-            n += 1;
-        }
-        spool.shutdown().await;
-    });
+    let (expire_all, mut n) = filled_then_expired(dir.path(), Durability::Os, 80);
     let before = files_with(dir.path(), "seg").len();
-    let mut expire_all = cfg_with(dir.path(), Durability::Os);
-    expire_all.retention_bytes = None;
-    expire_all.retention_age = Some(Duration::ZERO);
     let release = super::deleter::hold_next_start();
     rt.block_on(async {
         let (spool, _) = Spool::open(expire_all).unwrap();
