@@ -146,6 +146,25 @@ impl Prometheus {
         request(self.addr, "GET", path, &[], Bytes::new()).await
     }
 
+    /// One GET /-/ready that may fail: while Prometheus starts (or if another process took
+    /// its port meanwhile) the connection can be refused or reset.
+    async fn ready_probe(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let probe = async {
+            let mut s = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+            s.write_all(b"GET /-/ready HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.ok()?;
+            Some(out.starts_with(b"HTTP/1.1 200"))
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), probe).await,
+            Ok(Some(true))
+        )
+    }
+
     /// Waits for /-/ready; false if Prometheus exited (e.g. its port was taken meanwhile).
     async fn wait_ready(&mut self, deadline: Instant) -> bool {
         loop {
@@ -153,9 +172,7 @@ impl Prometheus {
                 eprintln!("prometheus exited ({st}):\n{}", self.log_tail());
                 return false;
             }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok()
-                && self.get("/-/ready").await.status == 200
-            {
+            if self.ready_probe().await {
                 return true;
             }
             assert!(
