@@ -19,7 +19,8 @@
 # where every roll finds a segment to delete (and, from 2026-11-25, to recycle);
 # SERVER_EXTRA adds lines to [server], e.g. `background_threads = "normal"`.
 #
-# The first round of the first server runs cold; compare medians. Loopback only; needs
+# Each server gets an unrecorded warm-up (WARMUP_SECS, 3 s) first, and the order rotates
+# from round to round; compare medians. Loopback only; needs
 # wrk (and nginx when named).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,16 +40,18 @@ stop_all() {
 trap stop_all EXIT
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
+spool_fs "$W"
 use_workload ab "$WL" "$W"
 printf '\ndone = function(s, lat, req) io.write(string.format("LAT %%.3f %%.3f\\n", lat:percentile(99) / 1000, lat:percentile(99.9) / 1000)) end\n' >> "$W/$WL.lua"
 # utime + stime of a process, all threads, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # Per thread name: CPU ticks, voluntary and involuntary context switches, summed.
 thread_snap() {
   for t in /proc/"$1"/task/*; do
-    printf '%s %s %s\n' "$(tr ' ' _ < "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")" \
+    # utime and stime counted after the `(comm)` field, which may hold spaces.
+    printf '%s %s %s\n' "$(tr ' ' _ < "$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')" \
       "$(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v, n}' "$t/status")"
-  done | awk '{c[$1] += $2; v[$1] += $3; n[$1] += $4} END {for (k in c) print k, c[k], v[k], n[k]}' | sort
+  done | awk '{c[$1] += $2; v[$1] += $3; n[$1] += $4} END {for (k in c) print k, c[k], v[k], n[k]}' | LC_ALL=C sort
 }
 i=0
 NGINX_AT=
@@ -76,10 +79,17 @@ for b in "$@"; do
   for _ in $(seq 1 100); do grep -q listening "$W/out$i" && break; sleep 0.1; done
   grep -q listening "$W/out$i" || { cat "$W/out$i" >&2; exit 1; }
 done
+# A warm-up per server (WARMUP_SECS, 3 s; not recorded), so that no server's first round
+# is its first load; then each round starts one server later than the one before, so no
+# server always runs right after the same one.
+SERVERS=("$@")
+for i in $(seq 1 $#); do
+  $PIN_CLIENT wrk -t1 -c64 -d"${WARMUP_SECS:-3}s" -s "$W/$WL.lua" "http://127.0.0.1:$(cat "$W/port$i")" > /dev/null
+done
 for r in $(seq 1 "$ROUNDS"); do
-  i=0
-  for b in "$@"; do
-    i=$((i + 1))
+  for k in $(seq 0 $(($# - 1))); do
+    i=$(( (k + r - 1) % $# + 1 ))
+    b=${SERVERS[$((i - 1))]}
     pid=$(cat "$W/cpupid$i")
     t0=$(cpu_ticks "$pid")
     [ -z "${THREADS:-}" ] || thread_snap "$pid" > "$W/ts0"
@@ -90,9 +100,17 @@ for r in $(seq 1 "$ROUNDS"); do
     n=$(awk '/requests in/ {print $1}' <<< "$out")
     us=$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
     read -r p99 p999 <<< "$(awk '/^LAT/ {print $2, $3}' <<< "$out")"
-    echo "round $r server $i ($b): $rps req/s, $us CPU us/request, p99 $p99 ms, p99.9 $p999 ms"
+    # Refused or failed requests still count in req/s (a build answering 503 fast would
+    # look fast): said on the round's line, and the run exits 1 at the end.
+    errors=$(awk '/Non-2xx or 3xx responses:/ {e += $NF} /Socket errors:/ {gsub(",", ""); e += $4 + $6 + $8 + $10} END {print e + 0}' <<< "$out")
+    flag=
+    if [ "$errors" != 0 ]; then
+      flag=", $errors ERRORS"
+      echo "round $r server $i ($b): $errors errors" >> "$W/errors"
+    fi
+    echo "round $r server $i ($b): $rps req/s, $us CPU us/request, p99 $p99 ms, p99.9 $p999 ms$flag"
     if [ -n "${THREADS:-}" ] && [ "$b" != nginx ]; then
-      join -a2 -e0 -o auto "$W/ts0" "$W/ts1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" \
+      LC_ALL=C join -a2 -e0 -o auto "$W/ts0" "$W/ts1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" \
         '{printf "  %-16s %6.2f CPU us, %.3f / %.3f switches per request\n", $1, ($5 - $2) / hz * 1e6 / n, ($6 - $3) / n, ($7 - $4) / n}'
     fi
     echo "$rps" >> "$W/r$i"
@@ -112,3 +130,8 @@ for b in "$@"; do
   fi
   echo "$line ($WL, $DUR, $ROUNDS rounds of ${SECS} s)"
 done
+if [ -s "$W/errors" ]; then
+  echo "ab: requests failed (non-2xx or socket errors), so these figures are not comparable:" >&2
+  cat "$W/errors" >&2
+  exit 1
+fi

@@ -19,9 +19,11 @@ cd "$(dirname "$0")/../.."
 BIN=$1; DUR=${2:-fsync}
 [ -x "$BIN" ] || { echo "commit-cycle: $BIN is not an executable" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "commit-cycle: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+[ -z "${TRACE:-}" ] || command -v perf >/dev/null || { echo "commit-cycle: TRACE needs perf (apt-get install linux-perf)" >&2; exit 1; }
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
 W=$(mktemp -d)
+spool_fs "$W"
 pid=
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 port=$(free_port)
@@ -49,22 +51,27 @@ else
   load "${MEASURE:-5}" > "$W/wrk"
 fi
 commits > "$W/m1"; cpu0 > "$W/c1"
-awk '/Requests\/sec/ {print "req/s " $2}' "$W/wrk"
-paste "$W/m0" "$W/m1" | awk -v s="${MEASURE:-5}" '{d[$1] = $4 - $2}
+awk '/Requests\/sec/ {print "req/s " $2} /Non-2xx|Socket errors/ {print "ERRORS: " $0}' "$W/wrk"
+# Paired by name: the exporter's line order is not fixed between scrapes.
+awk -v s="${MEASURE:-5}" 'NR == FNR {m0[$1] = $2; next} {d[$1] = $2 - m0[$1]}
   END {n = d["callhook_spool_fsync_duration_seconds_count"];
        printf "commits %.0f/s, %.1f records each, write + fdatasync %.0f us on average\n",
-         n / s, d["callhook_spool_fsync_batch_records_sum"] / n, 1e6 * d["callhook_spool_fsync_duration_seconds_sum"] / n}'
+         n / s, d["callhook_spool_fsync_batch_records_sum"] / n, 1e6 * d["callhook_spool_fsync_duration_seconds_sum"] / n}' "$W/m0" "$W/m1"
 paste "$W/c0" "$W/c1" | awk '{t = $10 - $5;
   printf "CPU 0: user %.0f%%, system %.0f%%, softirq %.0f%%, iowait %.0f%%\n",
     100 * ($6 - $1) / t, 100 * ($7 - $2) / t, 100 * ($9 - $4) / t, 100 * ($8 - $3) / t}'
 if [ -n "${TRACE:-}" ]; then
-  dev=$(awk -v d="$(df --output=source "$W" | tail -1)" 'BEGIN {sub("/dev/", "", d)} $3 == d {print $1 "," $2}' /proc/diskstats)
+  # Block requests name the whole disk, not a partition of it.
+  src=$(df --output=source "$W" | tail -1)
+  parent=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1)
+  [ -z "$parent" ] || src=/dev/$parent
+  dev=$(awk -v d="$src" 'BEGIN {sub("/dev/", "", d)} $3 == d {print $1 "," $2}' /proc/diskstats)
   perf script -i "$W/blk" 2> /dev/null | awk -v dev="$dev" '$6 == dev {
       t = $4; sub(":", "", t); ty = $7
       if (ty == "WS") { if (ff) { g2[++n2] = (t - ff) * 1e6; ff = 0 } ws = t }
       else if (ty == "WSM" && ws) inode++
       else if (ty == "FF" && ws) { g1[++n1] = (t - ws) * 1e6; ff = t; ws = 0 } }
-    function med(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return a[int((n + 1) / 2)] }
+    function med(a, n,   i, j, x) { if (!n) return "n/a"; for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
     END { if (!n1) { print "no commits traced on " dev; exit }
       printf "traced %d commits: data write -> flush issued %.0f us, flush -> next data write %.0f us (medians); %d also wrote an inode block\n",
         n1, med(g1, n1), med(g2, n2), inode }'

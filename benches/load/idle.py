@@ -1,10 +1,13 @@
 """Opens N keep-alive connections to callhook, one request each, then holds them idle.
 
+    python3 benches/load/idle.py PORT N    (run.sh runs it and samples callhook's RSS)
+
 Prints "ready OPEN" once every connection answered, waits for a line on stdin (the load
 script samples RSS meanwhile), then counts how many are still open and closes them.
 Loopback only; bounded by the timeouts below.
 """
 import asyncio
+import resource
 import sys
 
 HOST, PORT, N = "127.0.0.1", int(sys.argv[1]), int(sys.argv[2])
@@ -43,4 +46,9 @@ async def main():
         w.close()
 
 
+# One descriptor per connection: raise the soft limit to the hard one, so that N
+# connections are not cut short by a default of 1,024 (the load script reports how many
+# opened, and refuses a run where any failed).
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 asyncio.run(main())

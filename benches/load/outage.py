@@ -70,19 +70,36 @@ def main():
     with serve(a.bin, port, toml) as proc:
         per = [bodies[c :: a.conns] for c in range(a.conns)]
         counts = {}
+        peak = {"held": 0.0, "bytes": 0.0}
+
+        def sample():
+            peak["held"] = max(peak["held"], metric(port, "callhook_kafka_in_flight") or 0)
+            peak["bytes"] = max(
+                peak["bytes"], metric(port, "callhook_kafka_in_flight_bytes") or 0
+            )
+
         t0 = time.time()
 
         async def send_all():
+            # Sampled while sending too: the peak may come before the last event is in.
+            async def sampler(done):
+                while not done.is_set():
+                    await asyncio.get_running_loop().run_in_executor(None, sample)
+                    await asyncio.sleep(1)
+
+            done = asyncio.Event()
+            watch = asyncio.create_task(sampler(done))
             await asyncio.gather(*(sender(port, p, counts) for p in per))
+            done.set()
+            await watch
 
         asyncio.run(send_all())
         sent_s = time.time() - t0
-        peak_held, peak_bytes = 0.0, 0.0
         end = time.time() + a.hold
         while time.time() < end:
-            peak_held = max(peak_held, metric(port, "callhook_kafka_in_flight") or 0)
-            peak_bytes = max(peak_bytes, metric(port, "callhook_kafka_in_flight_bytes") or 0)
+            sample()
             time.sleep(1)
+        peak_held, peak_bytes = peak["held"], peak["bytes"]
         print(
             f"events {a.events} x {a.body_kib} KiB in {sent_s:.1f} s, statuses {counts}; "
             f"held peak {peak_held:.0f} records, {peak_bytes / 2**20:.1f} MiB; "

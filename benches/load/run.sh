@@ -36,12 +36,15 @@ BIN=$PWD/target/release/callhook
 WORK=$(mktemp -d)
 cleanup() {
   for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  # A background wrk stream or idle.py left by an early exit.
+  for j in $(jobs -p); do kill "$j" 2>/dev/null; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # shellcheck source=benches/load/workloads.sh
 . benches/load/workloads.sh
+spool_fs "$WORK"
 write_workloads "$WORK"
 
 # Signatures: one Vonage-style token per body; the same jti with the same payload is
@@ -61,7 +64,6 @@ s = b(hmac.new(secret, f"{h}.{c}".encode(), hashlib.sha256).digest())
 print(f"{h}.{c}.{s}", end="")
 PY
 }
-lua_post "$EVENT" /webhooks/voice/event "$(token "$EVENT")" > "$WORK/event-signed.lua"
 SIGNED_CFG="[[applications]]
 id = \"$APP\"
 name = \"load\"
@@ -141,6 +143,9 @@ for w in answer event inbound mixed; do
   fi
   log "$w done"
 done
+# Minted now: callhook refuses tokens older than max_skew_secs (300 s), and the cells
+# before this one can take longer than that.
+lua_post "$EVENT" /webhooks/voice/event "$(token "$EVENT")" > "$WORK/event-signed.lua"
 R[signed,event]=$(run_wrk "$SIGNED" "$WORK/event-signed.lua")
 LOAD_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
 
@@ -158,20 +163,36 @@ QUARTER_EVENTS=$(( $(echo "${R[fsync,event]}" | cut -d' ' -f1) / 4 ))
 paced() { # lua-file -> paced copy that also prints percentiles and the rate
   { cat "$1"
     printf 'function delay() return %d end\n' "$PACE_MS"
-    printf 'done = function(s, lat, req) io.write(string.format("PACED %%.0f %%.3f %%.3f %%.3f\\n", s.requests / (s.duration / 1e6), lat:percentile(50) / 1000, lat:percentile(99) / 1000, lat:percentile(99.9) / 1000)) end\n'
+    printf 'done = function(s, lat, req) local e = s.errors; io.write(string.format("PACED %%.0f %%.3f %%.3f %%.3f %%d\\n", s.requests / (s.duration / 1e6), lat:percentile(50) / 1000, lat:percentile(99) / 1000, lat:percentile(99.9) / 1000, e.connect + e.read + e.write + e.timeout + e.status)) end\n'
   } > "$1.paced"
   echo "$1.paced"
 }
 ANSWER_PACED=$(paced "$WORK/answer.lua")
 EVENT_PACED=$(paced "$WORK/event.lua")
-conns_for() { local c=$(( $1 * (PACE_MS * 1000 + 150) / 1000000 )); echo $(( c > 0 ? c : 1 )); }
-answer_at_half() { # port -> "rate p50 p99 p99.9"
-  $PIN_CLIENT wrk -t1 -c"$(conns_for "$HALF")" -d"${DURATION}s" -s "$ANSWER_PACED" "http://127.0.0.1:$1" 2>&1 \
-    | awk '/^PACED/ {printf "%s req/s: p50 %s ms, p99 %s ms, p99.9 %s ms", $2, $3, $4, $5}'
+# Connections that give about `target` req/s against PORT with a paced script: a first
+# guess from the pace, then scaled by the rate 3 s probes achieve (wrk's own loop makes a
+# cycle longer than the pause), until within 5% (four probes at most).
+calibrate() { # port paced-lua target -> connections
+  local c rate
+  c=$(( $3 * (PACE_MS * 1000 + 150) / 1000000 ))
+  c=$(( c > 0 ? c : 1 ))
+  for _ in 1 2 3 4; do
+    rate=$($PIN_CLIENT wrk -t1 -c"$c" -d3s -s "$2" "http://127.0.0.1:$1" 2>&1 | awk '/^PACED/ {print $2}')
+    [ -n "$rate" ] && [ "$rate" != 0 ] || break
+    c=$(python3 -c 'import sys; c, t, r = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]); print(c if abs(r - t) <= 0.05 * t else max(1, round(c * t / r)))' "$c" "$3" "$rate")
+    python3 -c 'import sys; t, r = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(r - t) > 0.05 * t)' "$3" "$rate" && break
+  done
+  echo "$c"
+}
+ANSWER_CONNS=$(calibrate "$FSYNC" "$ANSWER_PACED" "$HALF")
+EVENT_CONNS=$(calibrate "$FSYNC" "$EVENT_PACED" "$QUARTER_EVENTS")
+answer_at_half() { # port -> "rate req/s: p50, p99, p99.9 (errors)"
+  $PIN_CLIENT wrk -t1 -c"$ANSWER_CONNS" -d"${DURATION}s" -s "$ANSWER_PACED" "http://127.0.0.1:$1" 2>&1 \
+    | awk '/^PACED/ {printf "%s req/s: p50 %s ms, p99 %s ms, p99.9 %s ms%s", $2, $3, $4, $5, ($6 > 0 ? ", " $6 " ERRORS" : "")}'
 }
 NGINX_FIXED=$(answer_at_half "$NGINX")
 ALONE=$(answer_at_half "$FSYNC")
-$PIN_CLIENT wrk -t1 -c"$(conns_for "$QUARTER_EVENTS")" -d"$((DURATION + 2))s" -s "$EVENT_PACED" "http://127.0.0.1:$FSYNC" > "$WORK/stream.out" 2>&1 &
+$PIN_CLIENT wrk -t1 -c"$EVENT_CONNS" -d"$((DURATION + 2))s" -s "$EVENT_PACED" "http://127.0.0.1:$FSYNC" > "$WORK/stream.out" 2>&1 &
 STREAM=$!
 sleep 1
 FIXED=$(answer_at_half "$FSYNC")
@@ -195,6 +216,7 @@ idle_rss() { # name [binary] -> "RSS-before samples... (idle.py result)"
   exec 7>"$WORK/$1-idle.in"
   for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/$1-idle.out" && break; sleep 0.1; done
   grep -q '^ready' "$WORK/$1-idle.out" || { log "idle connections did not open: $(cat "$WORK/$1-idle.out")"; exit 1; }
+  grep -q '^ready [0-9]* failed 0$' "$WORK/$1-idle.out" || { log "not every idle connection opened: $(cat "$WORK/$1-idle.out")"; exit 1; }
   for _ in 1 2 3; do sleep 3; samples="$samples $(rss_kb "$pid")"; done
   local parked
   parked=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$port/metrics" | awk '/^callhook_http_connections_parked /{print $2}')

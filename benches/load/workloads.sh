@@ -4,7 +4,24 @@
 
 PIN_SERVER="taskset -c 0"
 PIN_CLIENT="taskset -c 1"
-taskset -c 0 true 2>/dev/null || { PIN_SERVER=""; PIN_CLIENT=""; }
+if taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null; then
+  echo "pinned: servers on CPU 0, wrk on CPU 1" >&2
+else
+  PIN_SERVER=""
+  PIN_CLIENT=""
+  echo "NOT pinned (taskset cannot use CPUs 0 and 1): servers and wrk share every core" >&2
+fi
+
+# The spools live under DIR: on tmpfs (Debian 13's /tmp, or a TMPDIR there) an fdatasync
+# costs nothing and the fsync rows would measure RAM. Refuses that, and says what it is.
+spool_fs() { # dir
+  local fs
+  fs=$(findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1")
+  case $fs in
+    tmpfs | ramfs) echo "load: $1 is on $fs, where fsync costs nothing: set TMPDIR to a directory on a disk" >&2; exit 1 ;;
+  esac
+  echo "spools on $fs ($(findmnt -no SOURCE -T "$1" 2>/dev/null || echo '?'))" >&2
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
