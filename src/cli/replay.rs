@@ -353,7 +353,7 @@ impl Topics<'_> {
 
     fn check(&self, name: &str, producer: &Producer) -> Result<(), String> {
         let missing = |p: &Producer| {
-            admin::missing_topics(p, &[name])
+            admin::missing_topics(p, &[name], std::time::Duration::from_secs(3))
                 .map(|m| !m.is_empty())
                 .map_err(|e| format!("Kafka cluster unreachable: {e}"))
         };

@@ -12,11 +12,15 @@ use super::producer::{Producer, client_config};
 use crate::config::KafkaConfig;
 
 /// Topics named in the config that the cluster does not have, or `Err` when the cluster
-/// did not answer (broker down).
-pub fn missing_topics(producer: &Producer, topics: &[&str]) -> Result<Vec<String>, String> {
+/// did not answer within `timeout` (broker down).
+pub fn missing_topics(
+    producer: &Producer,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
     let md = producer
         .client()
-        .fetch_metadata(None, Duration::from_secs(3))
+        .fetch_metadata(None, timeout)
         .map_err(|e| e.to_string())?;
     Ok(topics
         .iter()

@@ -223,6 +223,8 @@ struct Pipeline {
     stale_checkpoint: bool,
     last_persist: Instant,
     next_health: Instant,
+    /// The last health check found the cluster not answering (`upkeep.rs`).
+    unanswered: bool,
     /// The producer hit a fatal error and awaits replacement, at `next_replace` earliest
     /// (one replacement per `MAX_BACKOFF` at most).
     fatal: bool,
@@ -285,6 +287,7 @@ impl Pipeline {
             stale_checkpoint: false,
             last_persist: Instant::now(),
             next_health: Instant::now(),
+            unanswered: false,
             fatal: false,
             next_replace: Instant::now(),
         }
@@ -536,6 +539,10 @@ impl Pipeline {
             let seq = (tag & !DLQ_BIT) as u64;
             match outcome {
                 Ok(()) => {
+                    if !self.status.broker_up() {
+                        // A delivery proves a broker is up, before the next health check.
+                        self.status.set_broker_up(true);
+                    }
                     let Some(h) = self.held.remove(seq) else {
                         continue;
                     };

@@ -24,6 +24,11 @@ impl KafkaStatus {
         s
     }
 
+    /// As the last health check, librdkafka error or delivery left it.
+    pub fn broker_up(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed)
+    }
+
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Relaxed);
         metrics::gauge!("callhook_kafka_broker_up").set(if up { 1.0 } else { 0.0 });

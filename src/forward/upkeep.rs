@@ -109,7 +109,19 @@ impl Pipeline {
             return;
         }
         let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
-        let healthy = match admin::missing_topics(&self.producer, &names) {
+        // The request blocks this thread until the cluster answers. Once a check found it
+        // not answering, nothing can be delivered anyway, but waiting 3 s every 2 s would
+        // hold up shutdown and the lag metrics: a short wait then (a first check, as on a
+        // slow TLS connect, gets the long one). A delivery that succeeds says the cluster is
+        // up again before the next check (`handle_reports`).
+        let timeout = if self.unanswered {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(3)
+        };
+        let checked = admin::missing_topics(&self.producer, &names, timeout);
+        self.unanswered = checked.is_err();
+        let healthy = match checked {
             Ok(missing) => {
                 self.status.set_broker_up(true);
                 for t in &names {
