@@ -102,6 +102,20 @@ fn recover_a_copy(dir: &Path, last: u64) -> bool {
     std::fs::metadata(&tail).unwrap().len() < size
 }
 
+/// Waits (10 s at most) until the segment files in `dir` are the ones `spool` keeps: the
+/// `spool-delete` thread has deleted every one let go.
+async fn deleted_as_let_go(dir: &Path, spool: &Spool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let segs = files_with(dir, "seg").len() as u64;
+        if segs == spool.segments() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{segs} segment files left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A spool in `dir` filled to `segments` segments with no retention, and the config that
 /// reopens it with every closed segment expired (all let go at the first roll); with the
 /// number of the next record.
@@ -451,15 +465,7 @@ fn segments_beyond_the_spares_are_deleted_off_the_writer_thread() {
             "{left} segment files: deleted on the writer thread"
         );
         drop(release);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let segs = files_with(dir.path(), "seg").len() as u64;
-            if segs == spool.segments() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{segs} segment files left");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        deleted_as_let_go(dir.path(), &spool).await;
         assert!(files_with(dir.path(), SPARE_EXT).len() <= MAX_SPARES);
         spool.shutdown().await;
     });
@@ -490,11 +496,7 @@ fn a_spare_is_never_taken_from_behind_a_segment_still_queued() {
             }
         }
         drop(release);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while files_with(dir.path(), "seg").len() as u64 != spool.segments() {
-            assert!(Instant::now() < deadline, "queued segments never deleted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        deleted_as_let_go(dir.path(), &spool).await;
         spool.shutdown().await;
     });
     assert_eq!(read_checked(dir.path(), 0).last(), Some(&(n - 1)));
