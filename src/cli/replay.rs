@@ -119,9 +119,7 @@ impl Range {
         }
         self.unknown > 0
     }
-}
 
-impl Range {
     fn next(&mut self) -> Result<Option<(StoredRecord, WebhookKind)>, String> {
         loop {
             let Some(rec) = self.reader.next_record().map_err(|e| e.to_string())? else {

@@ -63,8 +63,7 @@ pub async fn handle(
         Ok(Route::Webhook { kind, .. }) if !allowed => {
             reject(&state, Some(kind), IngestError::Forbidden, &id, from)
         }
-        Ok(Route::Webhook { kind, path_app }) => {
-            let mut kind = kind;
+        Ok(Route::Webhook { mut kind, path_app }) => {
             match webhook(&state, &mut kind, path_app, req).await {
                 Ok(resp) => resp,
                 Err(e) => reject(&state, Some(kind), e, &id, from),

@@ -66,10 +66,9 @@ impl Deleter {
                 if let Some(hold) = hold {
                     let _ = hold.recv();
                 }
-                while let Ok((path, len)) = rx.recv() {
-                    remove_segment(&path, len, &failed);
-                    handled.fetch_add(1, Ordering::Release);
-                    while let Ok((path, len)) = rx.try_recv() {
+                // Whatever is queued, then one directory sync for all of it.
+                while let Ok(first) = rx.recv() {
+                    for (path, len) in std::iter::once(first).chain(rx.try_iter()) {
                         remove_segment(&path, len, &failed);
                         handled.fetch_add(1, Ordering::Release);
                     }
