@@ -7,9 +7,9 @@
 # latency percentiles, errors and the callhook/ceiling ratio for: answer (GET with query),
 # voice event (POST JSON), messages inbound and a mixed burst, for callhook with durability
 # fsync, durability os, and (voice event) signatures on. Then the answer path's latency at a
-# fixed rate (half of the measured max), alone and while events stream at a quarter of
-# theirs, next to nginx at the same rate, and RSS idle / after load / with many idle
-# keep-alive connections.
+# fixed rate (half of the measured max; open loop, benches/load/pace.rs), alone and while
+# events stream at a tenth of theirs, next to nginx given the same streams, and RSS idle
+# / after load / with many idle keep-alive connections.
 #
 #   bash benches/load/run.sh            # DURATION=10 CONNS=64 IDLE_CONNS=10000
 #   BASELINE_BIN=/path/to/older/callhook bash benches/load/run.sh
@@ -31,8 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked -q
+cargo build --release --locked -q --bins --example pace
 BIN=$PWD/target/release/callhook
+PACE=$PWD/target/release/examples/pace
 WORK=$(mktemp -d)
 cleanup() {
   for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
@@ -93,6 +94,9 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # One wrk run -> "req/s p50_ms p99_ms p99.9_ms errors".
 run_wrk() { # port lua
   local out
+  # What earlier cells left dirty (a durability-os cell: hundreds of MB) goes to the disk
+  # first, not during this cell, where its writeback would queue ahead of the fsyncs.
+  sync
   # wrk prints p50..p99; its Lua `done` hook gives p99.9.
   { cat "$2"; printf '\ndone = function(s, lat, req) io.write(string.format("P999 %%d\\n", lat:percentile(99.9))) end\n'; } > "$2.run"
   out=$($PIN_CLIENT wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$2.run" "http://127.0.0.1:$1" 2>&1)
@@ -149,55 +153,35 @@ lua_post "$EVENT" /webhooks/voice/event "$(token "$EVENT")" > "$WORK/event-signe
 R[signed,event]=$(run_wrk "$SIGNED" "$WORK/event-signed.lua")
 LOAD_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
 
-# Answer latency at a fixed rate (about half of the measured max), alone and while voice
-# events stream at about a quarter of theirs, with nginx at the same rate as the reference
-# for what the generator itself adds. Paced wrk: each connection sends, waits for the
-# answer, then pauses PACE_MS, so the rate is about conns / (PACE_MS + latency); as in any
-# closed loop a stalled server also slows the sender, so this is not a coordinated-omission
-# corrected figure. (hey was used before: at 10k req/s its own scheduling put nginx's p99 at
-# 1.6 ms, so it measured the generator, not the server.)
-PACE_MS=1
+# Answer latency at a fixed rate: half of the measured max (the fsync answer cell), alone
+# and while voice events stream at a tenth of theirs, with nginx given the same streams
+# as the reference. benches/load/pace.rs is open-loop: requests are due at evenly spaced
+# instants whatever the answers do, and each latency runs from when its request was due,
+# so a stalled server shows as latency rather than as fewer requests. (wrk paced with a
+# 1 ms pause per connection was used until 2026-11-25: its connections fired together, and
+# the bursts that made set its p99 near half its cycle, about 1 ms, whatever the server.)
+# 256 answer connections: at half the max, callhook or nginx can stall for a few ms
+# (the machine's own kernel threads included) before every one is busy and a request
+# waits for a connection (`late` counts those, past 100 us). Spread out, requests cost
+# callhook more CPU than in wrk's saturating bursts (the worker parks and wakes between
+# them: 65% of the core for answers at half the max on 2026-11-25), so events at a quarter
+# of their max on top, as the wrk version streamed them, overloaded the core in some runs.
 MAX_ANSWER=$(echo "${R[fsync,answer]}" | cut -d' ' -f1)
 HALF=$((MAX_ANSWER / 2))
-QUARTER_EVENTS=$(( $(echo "${R[fsync,event]}" | cut -d' ' -f1) / 4 ))
-paced() { # lua-file -> paced copy that also prints percentiles and the rate
-  { cat "$1"
-    printf 'function delay() return %d end\n' "$PACE_MS"
-    printf 'done = function(s, lat, req) local e = s.errors; io.write(string.format("PACED %%.0f %%.3f %%.3f %%.3f %%d\\n", s.requests / (s.duration / 1e6), lat:percentile(50) / 1000, lat:percentile(99) / 1000, lat:percentile(99.9) / 1000, e.connect + e.read + e.write + e.timeout + e.status)) end\n'
-  } > "$1.paced"
-  echo "$1.paced"
+TENTH_EVENTS=$(( $(echo "${R[fsync,event]}" | cut -d' ' -f1) / 10 ))
+ANSWERS="answer:$WORK/answer.req:$HALF:256"
+EVENTS="event:$WORK/event.req:$TENTH_EVENTS:64"
+paced() { # port stream... -> one line per stream: "name rate req/s: p50 .. ms, ..."
+  local port=$1
+  shift
+  $PIN_CLIENT "$PACE" --addr "127.0.0.1:$port" --secs "$DURATION" --warmup 2 "${@/#/--stream=}" \
+    | awk '/^PACE / {printf "%s at %s req/s: p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms%s, %s sent late (max lag %s ms)\n", $2, $3, $4, $5, $6, $7, $8, ($9 > 0 ? ", " $9 " ERRORS" : ""), $10, $11}'
 }
-ANSWER_PACED=$(paced "$WORK/answer.lua")
-EVENT_PACED=$(paced "$WORK/event.lua")
-# Connections that give about `target` req/s against PORT with a paced script: a first
-# guess from the pace, then scaled by the rate 3 s probes achieve (wrk's own loop makes a
-# cycle longer than the pause), until within 5% (four probes at most).
-calibrate() { # port paced-lua target -> connections
-  local c rate
-  c=$(( $3 * (PACE_MS * 1000 + 150) / 1000000 ))
-  c=$(( c > 0 ? c : 1 ))
-  for _ in 1 2 3 4; do
-    rate=$($PIN_CLIENT wrk -t1 -c"$c" -d3s -s "$2" "http://127.0.0.1:$1" 2>&1 | awk '/^PACED/ {print $2}')
-    [ -n "$rate" ] && [ "$rate" != 0 ] || break
-    c=$(python3 -c 'import sys; c, t, r = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]); print(c if abs(r - t) <= 0.05 * t else max(1, round(c * t / r)))' "$c" "$3" "$rate")
-    python3 -c 'import sys; t, r = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(r - t) > 0.05 * t)' "$3" "$rate" && break
-  done
-  echo "$c"
-}
-ANSWER_CONNS=$(calibrate "$FSYNC" "$ANSWER_PACED" "$HALF")
-EVENT_CONNS=$(calibrate "$FSYNC" "$EVENT_PACED" "$QUARTER_EVENTS")
-answer_at_half() { # port -> "rate req/s: p50, p99, p99.9 (errors)"
-  $PIN_CLIENT wrk -t1 -c"$ANSWER_CONNS" -d"${DURATION}s" -s "$ANSWER_PACED" "http://127.0.0.1:$1" 2>&1 \
-    | awk '/^PACED/ {printf "%s req/s: p50 %s ms, p99 %s ms, p99.9 %s ms%s", $2, $3, $4, $5, ($6 > 0 ? ", " $6 " ERRORS" : "")}'
-}
-NGINX_FIXED=$(answer_at_half "$NGINX")
-ALONE=$(answer_at_half "$FSYNC")
-$PIN_CLIENT wrk -t1 -c"$EVENT_CONNS" -d"$((DURATION + 2))s" -s "$EVENT_PACED" "http://127.0.0.1:$FSYNC" > "$WORK/stream.out" 2>&1 &
-STREAM=$!
-sleep 1
-FIXED=$(answer_at_half "$FSYNC")
-wait "$STREAM" || true
-STREAM_RATE=$(awk '/^PACED/ {print $2}' "$WORK/stream.out")
+sync # as before each wrk cell
+NGINX_ALONE=$(paced "$NGINX" "$ANSWERS")
+ALONE=$(paced "$FSYNC" "$ANSWERS")
+NGINX_MIXED=$(paced "$NGINX" "$ANSWERS" "$EVENTS")
+MIXED=$(paced "$FSYNC" "$ANSWERS" "$EVENTS")
 
 # RSS with many idle keep-alive connections, on a fresh callhook. The header read timeout
 # (5 s by default) also closes idle keep-alive connections; it is raised here so all of
@@ -248,10 +232,13 @@ for w in answer event inbound mixed; do
   done
 done
 echo
-echo "answer paced at about ${HALF} req/s (half of max), paced wrk, ${PACE_MS} ms pause per connection:"
-echo "  nginx (reference for the generator): $NGINX_FIXED"
+echo "answers at a fixed ${HALF} req/s (half of max), open loop (benches/load/pace.rs), alone and with voice events at ${TENTH_EVENTS} req/s (a tenth of max):"
+echo "  nginx, alone: $NGINX_ALONE"
 echo "  callhook, alone: $ALONE"
-echo "  callhook, while voice events stream at ${STREAM_RATE:-?} req/s (aimed at ${QUARTER_EVENTS}, a quarter of max): $FIXED"
+echo "  nginx, with events:"
+sed 's/^/    /' <<< "$NGINX_MIXED"
+echo "  callhook, with events:"
+sed 's/^/    /' <<< "$MIXED"
 echo "RSS of callhook (fsync): idle ${IDLE_RSS} kB, after the load ${LOAD_RSS} kB"
 echo "RSS of a fresh callhook: $MANY"
 [ -n "${BMANY:-}" ] && echo "RSS of a fresh baseline build: $BMANY"

@@ -96,8 +96,12 @@ use_workload() { # tool workload dir
   esac
 }
 
-# DIR/answer.lua, event.lua, inbound.lua and mixed.lua.
+# DIR/answer.lua, event.lua, inbound.lua and mixed.lua for wrk, and answer.req and
+# event.req (whole HTTP/1.1 requests) for benches/load/pace.rs.
 write_workloads() { # dir
+  printf 'GET /webhooks/voice/answer?%s HTTP/1.1\r\nHost: bench\r\n\r\n' "$ANSWER_Q" > "$1/answer.req"
+  printf 'POST /webhooks/voice/event HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+    "$(printf %s "$EVENT" | wc -c)" "$EVENT" > "$1/event.req"
   printf 'wrk.method = "GET"\nwrk.path = "/webhooks/voice/answer?%s"\n' "$ANSWER_Q" > "$1/answer.lua"
   lua_post "$EVENT" /webhooks/voice/event > "$1/event.lua"
   lua_post "$INBOUND" /webhooks/messages/inbound > "$1/inbound.lua"
