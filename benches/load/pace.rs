@@ -2,20 +2,24 @@
 //! cells). `cargo run --release --example pace -- --help`.
 //!
 //! wrk is closed-loop: each connection waits for its answer before the next request, and
-//! pausing connections between requests (its `delay()`, 1 ms timers) made them fire
-//! together, so the server saw bursts whose length set the p99 (about half the cycle at
-//! half load, for any server). Here each stream's requests are due at evenly spaced
-//! instants (`RATE` a second) whether or not earlier ones were answered, as wrk2 does; a
-//! due request goes out on the first idle connection of its stream, or waits for one,
-//! and its latency runs from the instant it was due (no coordinated omission: a stalled
-//! server shows as latency, not as fewer requests). One thread spins on its core (run it
-//! pinned: `taskset -c 1`), sends on time to about a microsecond, and drives every stream
-//! at once, so two streams never take turns on the generator's core.
+//! pausing connections between requests (its `delay()`, on millisecond timers) made them
+//! fire together, so the server saw bursts, and the bursts' length set the p99. Here each
+//! stream's requests are due at evenly spaced instants (`RATE` a second) whether or not
+//! earlier ones were answered, as wrk2 does; a due request goes out on the first idle
+//! connection of its stream, or waits for one, and its latency runs from the instant it
+//! was due (no coordinated omission: a stalled server shows as latency, not as fewer
+//! requests). One thread spins on its core (run it pinned: `taskset -c 1`) and drives
+//! every stream, so two streams never take turns on the generator's core. A latency also
+//! holds the generator's own handling of the events polled with its answer.
 //!
 //! Prints one line per stream:
-//! `PACE name rate_achieved p50 p90 p99 p99.9 max_ms errors late`, latencies in ms;
-//! `late` counts requests sent more than 100 µs after they were due (the generator
-//! falling behind, or no idle connection).
+//! `PACE name rate p50 p90 p99 p99.9 max errors late max_lag`, times in ms. `rate` counts
+//! the requests due in the measured window and answered. `late` counts those sent more
+//! than 100 µs after they were due, and `max_lag` is the most any was: no idle connection
+//! (the server stalled with every connection busy) or the generator falling behind.
+//! `errors` counts non-2xx answers and the requests due in the window that got none (their
+//! connection closed, or none could be made). Responses must carry `Content-Length`
+//! (callhook's and nginx's do).
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -44,9 +48,11 @@ struct Args {
     warmup: f64,
 }
 
-/// One keep-alive connection: idle, or carrying one request due at `due`.
+/// One keep-alive connection: connecting, idle, or carrying one request due at `due`.
 struct Conn {
     sock: TcpStream,
+    /// A reconnection not yet established (it turns idle once writable).
+    connecting: bool,
     due: Option<Instant>,
     /// Bytes of the request not yet written (a full socket buffer).
     unsent: usize,
@@ -57,7 +63,7 @@ struct Stream {
     name: String,
     request: Vec<u8>,
     period_ns: f64,
-    /// Requests scheduled so far (the next is due at `start + sent * period`).
+    /// Requests scheduled so far (the next is due at `start + scheduled * period`).
     scheduled: u64,
     /// Due and not yet sent: no connection was idle.
     backlog: VecDeque<Instant>,
@@ -66,26 +72,35 @@ struct Stream {
     latencies_ns: Vec<u64>,
     errors: u64,
     late: u64,
-    /// The worst lateness of a send (the generator's own delay, in the latencies too).
     max_lag: Duration,
 }
 
 const LATE: Duration = Duration::from_micros(100);
+const MAX_RATE: f64 = 10_000_000.0;
 
 fn main() {
     let args = Args::parse();
+    if !(args.secs.is_finite() && args.secs > 0.0 && args.warmup.is_finite() && args.warmup >= 0.0)
+    {
+        die("--secs must be positive and --warmup not negative");
+    }
     let mut poll = Poll::new().expect("epoll");
     let mut streams: Vec<Stream> = Vec::new();
     let mut owners: Vec<(usize, usize)> = Vec::new(); // token -> (stream, conn)
     for spec in &args.streams {
-        let parts: Vec<&str> = spec.splitn(4, ':').collect();
-        let [name, file, rate, conns] = parts[..] else {
+        // From the right, so that FILE may hold a ':'.
+        let mut right = spec.rsplitn(3, ':');
+        let (Some(conns), Some(rate), Some(left)) = (right.next(), right.next(), right.next())
+        else {
+            die(&format!("--stream {spec}: want NAME:FILE:RATE:CONNS"));
+        };
+        let Some((name, file)) = left.split_once(':') else {
             die(&format!("--stream {spec}: want NAME:FILE:RATE:CONNS"));
         };
         let rate: f64 = rate.parse().unwrap_or_else(|_| die("RATE is a number"));
         let n: usize = conns.parse().unwrap_or_else(|_| die("CONNS is a number"));
-        if rate.is_nan() || rate <= 0.0 || n == 0 {
-            die("RATE and CONNS must be positive");
+        if !(rate > 0.0 && rate <= MAX_RATE) || n == 0 {
+            die("RATE must be above 0 and at most 10M, CONNS above 0");
         }
         let request = std::fs::read(file).unwrap_or_else(|e| die(&format!("{file}: {e}")));
         let s = streams.len();
@@ -103,7 +118,15 @@ fn main() {
             max_lag: Duration::ZERO,
         };
         for c in 0..n {
-            st.conns.push(connect(&poll, args.addr, owners.len()));
+            let std_sock = std::net::TcpStream::connect(args.addr)
+                .unwrap_or_else(|e| die(&format!("connect {}: {e}", args.addr)));
+            std_sock.set_nonblocking(true).expect("non-blocking");
+            st.conns.push(register(
+                &poll,
+                TcpStream::from_std(std_sock),
+                owners.len(),
+                false,
+            ));
             owners.push((s, c));
         }
         streams.push(st);
@@ -112,12 +135,15 @@ fn main() {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let stop = measure_from + Duration::from_secs_f64(args.secs);
     let mut events = Events::with_capacity(1024);
-    // After `stop` nothing new is due; requests in flight get up to 2 s to be answered.
+    // After `stop` nothing new is due; what is in flight or waiting for a connection gets
+    // up to 2 s to be answered.
     let give_up = stop + Duration::from_secs(2);
     loop {
         let now = Instant::now();
-        let busy = streams.iter().any(|s| s.idle.len() < s.conns.len());
-        if now >= give_up || (now >= stop && !busy) {
+        let pending = streams
+            .iter()
+            .any(|s| !s.backlog.is_empty() || s.conns.iter().any(|c| c.due.is_some()));
+        if now >= give_up || (now >= stop && !pending) {
             break;
         }
         for st in &mut streams {
@@ -132,7 +158,7 @@ fn main() {
             while !st.backlog.is_empty() {
                 let Some(c) = st.idle.pop_front() else { break };
                 let due = st.backlog.pop_front().expect("checked non-empty");
-                let lag = now.duration_since(due);
+                let lag = Instant::now().saturating_duration_since(due);
                 if due >= measure_from {
                     st.late += u64::from(lag > LATE);
                     st.max_lag = st.max_lag.max(lag);
@@ -146,24 +172,30 @@ fn main() {
         poll.poll(&mut events, Some(Duration::ZERO))
             .expect("epoll_wait");
         for ev in events.iter() {
-            let (s, c) = owners[ev.token().0];
+            let token = ev.token().0;
+            let (s, c) = owners[token];
             let st = &mut streams[s];
+            if st.conns[c].connecting {
+                if ev.is_writable() || ev.is_error() {
+                    connected(st, c, &poll, args.addr, token);
+                }
+                continue;
+            }
             if ev.is_writable() && st.conns[c].unsent > 0 {
                 let req = std::mem::take(&mut st.request);
                 write_some(&mut st.conns[c], &req);
                 st.request = req;
             }
-            if ev.is_readable() || ev.is_read_closed() {
-                read_answers(st, c, &poll, args.addr, ev.token().0, measure_from);
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                read_answer(st, c, &poll, args.addr, token, measure_from);
             }
         }
     }
-    let secs = args.secs;
     println!("# PACE stream rate p50_ms p90_ms p99_ms p99.9_ms max_ms errors late max_lag_ms");
     for st in &mut streams {
         st.latencies_ns.sort_unstable();
+        let v = &st.latencies_ns;
         let q = |p: f64| -> f64 {
-            let v = &st.latencies_ns;
             if v.is_empty() {
                 return f64::NAN;
             }
@@ -180,7 +212,7 @@ fn main() {
         println!(
             "PACE {} {:.0} {:.3} {:.3} {:.3} {:.3} {:.3} {} {} {:.3}",
             st.name,
-            st.latencies_ns.len() as f64 / secs,
+            v.len() as f64 / args.secs,
             q(50.0),
             q(90.0),
             q(99.0),
@@ -198,12 +230,8 @@ fn die(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-fn connect(poll: &Poll, addr: SocketAddr, token: usize) -> Conn {
-    let std_sock =
-        std::net::TcpStream::connect(addr).unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
-    std_sock.set_nodelay(true).expect("TCP_NODELAY");
-    std_sock.set_nonblocking(true).expect("non-blocking");
-    let mut sock = TcpStream::from_std(std_sock);
+fn register(poll: &Poll, mut sock: TcpStream, token: usize, connecting: bool) -> Conn {
+    let _ = sock.set_nodelay(true);
     poll.registry()
         .register(
             &mut sock,
@@ -213,9 +241,36 @@ fn connect(poll: &Poll, addr: SocketAddr, token: usize) -> Conn {
         .expect("epoll register");
     Conn {
         sock,
+        connecting,
         due: None,
         unsent: 0,
         buf: Vec::with_capacity(4096),
+    }
+}
+
+/// Replaces connection `c` with a new one, connecting without blocking the loop; its
+/// request, if any, was counted by the caller. It becomes idle once connected.
+fn reconnect(st: &mut Stream, c: usize, poll: &Poll, addr: SocketAddr, token: usize) {
+    let _ = poll.registry().deregister(&mut st.conns[c].sock);
+    st.idle.retain(|&i| i != c);
+    match TcpStream::connect(addr) {
+        Ok(sock) => st.conns[c] = register(poll, sock, token, true),
+        // Not even started (no descriptors, say): stays out of use; the requests that
+        // wait for a connection meanwhile count as unanswered at the end.
+        Err(_) => st.conns[c].connecting = true,
+    }
+}
+
+/// A reconnection became writable: in use if it connected, tried again if it failed.
+fn connected(st: &mut Stream, c: usize, poll: &Poll, addr: SocketAddr, token: usize) {
+    let conn = &mut st.conns[c];
+    let failed =
+        matches!(conn.sock.take_error(), Ok(Some(_)) | Err(_)) || conn.sock.peer_addr().is_err();
+    if failed {
+        reconnect(st, c, poll, addr, token);
+    } else {
+        conn.connecting = false;
+        st.idle.push_back(c);
     }
 }
 
@@ -233,9 +288,12 @@ fn write_some(conn: &mut Conn, request: &[u8]) {
     }
 }
 
-/// Reads what arrived on connection `c`; a whole response frees it and records its
-/// latency. A closed or failed connection counts its request as an error and reconnects.
-fn read_answers(
+/// Reads what arrived on connection `c` until the socket has no more. A whole response
+/// frees the connection and records its latency. The connection is replaced when it
+/// closed or failed, when bytes came with no request outstanding, and when a response
+/// came before the whole request was sent (the byte stream is out of step); a request
+/// left without its response counts as an error.
+fn read_answer(
     st: &mut Stream,
     c: usize,
     poll: &Poll,
@@ -244,63 +302,88 @@ fn read_answers(
     measure_from: Instant,
 ) {
     let mut chunk = [0u8; 16384];
+    let mut closed = false;
     loop {
-        let conn = &mut st.conns[c];
-        match conn.sock.read(&mut chunk) {
-            Ok(0) => return fail(st, c, poll, addr, token, measure_from),
-            Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+        match st.conns[c].sock.read(&mut chunk) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => st.conns[c].buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return fail(st, c, poll, addr, token, measure_from),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
         }
     }
     let conn = &mut st.conns[c];
-    let Some((status, len)) = response_len(&conn.buf) else {
-        return;
-    };
-    let done = Instant::now();
-    conn.buf.drain(..len);
-    if let Some(due) = conn.due.take() {
-        if due >= measure_from {
-            st.latencies_ns
-                .push(done.duration_since(due).as_nanos() as u64);
-            if !(200..300).contains(&status) {
-                st.errors += 1;
+    let mut out_of_step = false;
+    if !conn.buf.is_empty() {
+        match (conn.due, response_len(&conn.buf)) {
+            (None, _) => out_of_step = true,
+            (Some(_), Framing::Incomplete) => {}
+            (Some(due), Framing::Complete { status, len }) => {
+                let done = Instant::now();
+                conn.buf.drain(..len);
+                conn.due = None;
+                if due >= measure_from {
+                    st.latencies_ns
+                        .push(done.duration_since(due).as_nanos() as u64);
+                    st.errors += u64::from(!(200..300).contains(&status));
+                }
+                out_of_step = conn.unsent > 0 || !conn.buf.is_empty();
+                if !(closed || out_of_step) {
+                    st.idle.push_back(c);
+                }
             }
+            (Some(_), Framing::Unsupported(why)) => die(why),
         }
-        st.idle.push_back(c);
     }
-}
-
-fn fail(
-    st: &mut Stream,
-    c: usize,
-    poll: &Poll,
-    addr: SocketAddr,
-    token: usize,
-    measure_from: Instant,
-) {
-    let _ = poll.registry().deregister(&mut st.conns[c].sock);
-    let old = std::mem::replace(&mut st.conns[c], connect(poll, addr, token));
-    if let Some(due) = old.due {
-        if due >= measure_from {
+    if closed || out_of_step {
+        let conn = &mut st.conns[c];
+        if conn.due.take().is_some_and(|d| d >= measure_from) {
             st.errors += 1;
         }
-        st.idle.push_back(c);
+        reconnect(st, c, poll, addr, token);
     }
 }
 
-/// Status and total length of the whole response at the start of `buf`, once it is all
-/// there (`Content-Length` bodies only: what callhook and nginx send here).
-fn response_len(buf: &[u8]) -> Option<(u16, usize)> {
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
-    let status: u16 = head.get(9..12)?.parse().ok()?;
-    let body = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    (buf.len() >= head_end + body).then_some((status, head_end + body))
+enum Framing {
+    Incomplete,
+    Complete { status: u16, len: usize },
+    Unsupported(&'static str),
+}
+
+/// Whether the response at the start of `buf` is all there: `Content-Length` framing only
+/// (what callhook and nginx send for these requests).
+fn response_len(buf: &[u8]) -> Framing {
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Framing::Incomplete;
+    };
+    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
+        return Framing::Unsupported("a response head that is not UTF-8");
+    };
+    let Some(status) = head.get(9..12).and_then(|s| s.parse::<u16>().ok()) else {
+        return Framing::Unsupported("a response without an HTTP/1.1 status line");
+    };
+    let field = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if field("transfer-encoding").is_some() {
+        return Framing::Unsupported("a chunked response (only Content-Length is read)");
+    }
+    let Some(body) = field("content-length").and_then(|v| v.parse::<usize>().ok()) else {
+        return Framing::Unsupported("a response without Content-Length");
+    };
+    let len = head_end + 4 + body;
+    if buf.len() >= len {
+        Framing::Complete { status, len }
+    } else {
+        Framing::Incomplete
+    }
 }

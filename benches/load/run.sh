@@ -37,7 +37,7 @@ PACE=$PWD/target/release/examples/pace
 WORK=$(mktemp -d)
 cleanup() {
   for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
-  # A background wrk stream or idle.py left by an early exit.
+  # An idle.py left by an early exit.
   for j in $(jobs -p); do kill "$j" 2>/dev/null; done
   rm -rf "$WORK"
 }
@@ -159,7 +159,8 @@ LOAD_RSS=$(rss_kb "$(cat "$WORK/fsync.pid")")
 # instants whatever the answers do, and each latency runs from when its request was due,
 # so a stalled server shows as latency rather than as fewer requests. (wrk paced with a
 # 1 ms pause per connection was used until 2026-11-25: its connections fired together, and
-# the bursts that made set its p99 near half its cycle, about 1 ms, whatever the server.)
+# the bursts that made set its p99; at half of a server's own max such a burst lasts about
+# half the cycle, near 1 ms.)
 # 256 answer connections: at half the max, callhook or nginx can stall for a few ms
 # (the machine's own kernel threads included) before every one is busy and a request
 # waits for a connection (`late` counts those, past 100 us). Spread out, requests cost
@@ -174,8 +175,9 @@ EVENTS="event:$WORK/event.req:$TENTH_EVENTS:64"
 paced() { # port stream... -> one line per stream: "name rate req/s: p50 .. ms, ..."
   local port=$1
   shift
-  $PIN_CLIENT "$PACE" --addr "127.0.0.1:$port" --secs "$DURATION" --warmup 2 "${@/#/--stream=}" \
-    | awk '/^PACE / {printf "%s at %s req/s: p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms%s, %s sent late (max lag %s ms)\n", $2, $3, $4, $5, $6, $7, $8, ($9 > 0 ? ", " $9 " ERRORS" : ""), $10, $11}'
+  { $PIN_CLIENT "$PACE" --addr "127.0.0.1:$port" --secs "$DURATION" --warmup 2 "${@/#/--stream=}" \
+    || echo "pace failed (exit $?)"; } \
+    | awk '/^pace failed/ {print} /^PACE / {printf "%s at %s req/s: p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms%s, %s sent late (max lag %s ms)\n", $2, $3, $4, $5, $6, $7, $8, ($9 > 0 ? ", " $9 " ERRORS" : ""), $10, $11}'
 }
 sync # as before each wrk cell
 NGINX_ALONE=$(paced "$NGINX" "$ANSWERS")
@@ -232,7 +234,7 @@ for w in answer event inbound mixed; do
   done
 done
 echo
-echo "answers at a fixed ${HALF} req/s (half of max), open loop (benches/load/pace.rs), alone and with voice events at ${TENTH_EVENTS} req/s (a tenth of max):"
+echo "answers at a fixed ${HALF} req/s (half of max), open loop (benches/load/pace.rs), alone and with voice events at ${TENTH_EVENTS} req/s (a tenth of max; 256 and 64 connections, ${DURATION} s after 2 s of warm-up):"
 echo "  nginx, alone: $NGINX_ALONE"
 echo "  callhook, alone: $ALONE"
 echo "  nginx, with events:"

@@ -359,7 +359,6 @@ impl Gateway {
     }
 }
 
-/// A GET on a fresh connection without an async runtime; the body if the status is 200.
 /// The sum of every series of metric `name` in a /metrics text.
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
@@ -368,6 +367,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// A GET on a fresh connection without an async runtime; the body if the status is 200.
 fn blocking_get(addr: SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
