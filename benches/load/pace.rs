@@ -141,11 +141,13 @@ fn main() {
     let give_up = stop + Duration::from_secs(2);
     loop {
         let now = Instant::now();
-        let pending = streams
-            .iter()
-            .any(|s| !s.backlog.is_empty() || s.conns.iter().any(|c| c.due.is_some()));
-        if now >= give_up || (now >= stop && !pending) {
-            break;
+        if now >= stop {
+            let pending = streams
+                .iter()
+                .any(|s| !s.backlog.is_empty() || s.conns.iter().any(|c| c.due.is_some()));
+            if now >= give_up || !pending {
+                break;
+            }
         }
         for st in &mut streams {
             loop {
