@@ -351,7 +351,7 @@ impl Topics<'_> {
 
     fn check(&self, name: &str, producer: &Producer) -> Result<(), String> {
         let missing = |p: &Producer| {
-            admin::missing_topics(p, &[name], std::time::Duration::from_secs(3))
+            admin::missing_topics(p, &[name], admin::METADATA_WAIT)
                 .map(|m| !m.is_empty())
                 .map_err(|e| format!("Kafka cluster unreachable: {e}"))
         };

@@ -11,6 +11,10 @@ use rdkafka::producer::Producer as _;
 use super::producer::{Producer, client_config};
 use crate::config::KafkaConfig;
 
+/// How long a metadata request waits for a cluster that may be reachable: long enough for
+/// a first TLS connect.
+pub const METADATA_WAIT: Duration = Duration::from_secs(3);
+
 /// Topics named in the config that the cluster does not have, or `Err` when the cluster
 /// did not answer within `timeout` (broker down).
 pub fn missing_topics(

@@ -117,7 +117,7 @@ impl Pipeline {
         let timeout = if self.unanswered {
             Duration::from_millis(500)
         } else {
-            Duration::from_secs(3)
+            admin::METADATA_WAIT
         };
         let checked = admin::missing_topics(&self.producer, &names, timeout);
         self.unanswered = checked.is_err();
