@@ -388,7 +388,11 @@ fn the_open_file_limit_is_raised_to_what_max_connections_needs() {
 /// on the (public) webhook listener, nor the webhooks on the ops one.
 #[tokio::test]
 async fn the_ops_listener_answers_probes_at_the_connection_cap() {
-    let gw = Gateway::start("ops_listen = \"127.0.0.1:0\"\nmax_connections = 2\n");
+    // A long header read timeout: the server must not close the held connections
+    // itself, however slow the machine.
+    let gw = Gateway::start(
+        "ops_listen = \"127.0.0.1:0\"\nmax_connections = 2\nheader_read_timeout_ms = 120000\n",
+    );
     let ops = gw.ops.expect("ops listener address on stdout");
     let get = |addr, path: &'static str| async move {
         request(addr, "GET", path, &[], Bytes::new()).await.status
@@ -411,23 +415,8 @@ async fn the_ops_listener_answers_probes_at_the_connection_cap() {
     assert_eq!(r.status, 404);
     // Fill the webhook listener's cap with idle keep-alive connections, once the ones
     // above are closed on the server's side too.
-    let open = async || {
-        let m = request(ops, "GET", "/metrics", &[], Bytes::new()).await;
-        String::from_utf8(m.body.to_vec())
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("callhook_http_connections ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open().await != 0.0 {
-        assert!(Instant::now() < deadline, "connections never closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let open = "callhook_http_connections";
+    gw.wait_metric(open, 0.0).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -451,7 +440,7 @@ async fn the_ops_listener_answers_probes_at_the_connection_cap() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(get(ops, path).await, 200, "{path} on the ops listener");
     }
-    assert_eq!(open().await, 2.0);
+    assert_eq!(gw.metric(open).await, 2.0);
     drop(held);
 }
 

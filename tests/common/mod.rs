@@ -266,7 +266,8 @@ impl Gateway {
 
     /// A gauge or counter series from /metrics, `name` with its labels as rendered (0 when
     /// absent: a labelled series appears once first counted). The metric must be one
-    /// callhook has, so a misspelt name fails instead of reading 0.
+    /// callhook has, so a misspelt name fails instead of reading 0. Read from the ops
+    /// listener when there is one.
     pub async fn metric(&self, name: &str) -> f64 {
         let base = name.split('{').next().unwrap_or(name);
         assert!(
@@ -275,7 +276,14 @@ impl Gateway {
                 .any(|(n, ..)| *n == base),
             "{base} is not in callhook's metric catalogue"
         );
-        let text = String::from_utf8(self.get("/metrics").await.body.to_vec()).unwrap();
+        let scrape = request(
+            self.ops.unwrap_or(self.addr),
+            "GET",
+            "/metrics",
+            &[],
+            Bytes::new(),
+        );
+        let text = String::from_utf8(scrape.await.body.to_vec()).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
