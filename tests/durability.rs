@@ -127,8 +127,10 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
     let data = tmp.path().join("d");
     let mut gw = Gateway::start_in(&data, "", &[]);
     let addr = gw.addr;
+    let acks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..8 {
+        let acks = acks.clone();
         tasks.push(tokio::spawn(async move {
             let mut ok = Vec::new();
             for i in 0..100_000 {
@@ -148,7 +150,10 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
                     .body(http_body_util::Full::new(bytes::Bytes::from(event(id))))
                     .unwrap();
                 match send.send_request(req).await {
-                    Ok(r) if r.status() == 200 => ok.push(format!("leg-{id}")),
+                    Ok(r) if r.status() == 200 => {
+                        ok.push(format!("leg-{id}"));
+                        acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -156,7 +161,12 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
             ok
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Under load: requests acknowledged, more in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acks.load(std::sync::atomic::Ordering::Relaxed) < 50 {
+        assert!(std::time::Instant::now() < deadline, "no load ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let code = tokio::task::spawn_blocking(move || {
         let c = gw.terminate();
         drop(gw);
@@ -169,7 +179,6 @@ async fn sigterm_under_load_loses_nothing_that_got_2xx() {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    assert!(acked.len() > 20, "load ran: {}", acked.len());
     let spooled: HashSet<String> = spooled_uuids(&data).into_iter().collect();
     let missing: Vec<_> = acked.difference(&spooled).collect();
     assert!(

@@ -261,7 +261,9 @@ fn load_mode_sends_distinct_calls_at_the_given_rate() {
     let times: Vec<u64> = answers.iter().map(ms_of_day).collect();
     let (first, last) = (times[0], *times.last().unwrap());
     let span = (last + 86_400_000 - first) % 86_400_000; // across midnight too
-    assert!(span >= 240, "50 answers received within {span} ms");
+    // Nominally 245 ms: calls the generator is late for are sent at once, so a stall at
+    // the start shortens the span; 200 still tells pacing from a burst.
+    assert!(span >= 200, "50 answers received within {span} ms");
     let mut per_call: HashMap<String, usize> = HashMap::new();
     let mut legs: HashSet<String> = HashSet::new();
     for r in recs.iter().filter(|r| r["kind"] == "voice.event") {

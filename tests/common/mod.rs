@@ -291,7 +291,13 @@ impl Gateway {
 
     /// Polls /metrics until `name` reads `want` (10 s at most).
     pub async fn wait_metric(&self, name: &str, want: f64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_metric_within(name, want, Duration::from_secs(10))
+            .await;
+    }
+
+    /// [`Gateway::wait_metric`] for up to `within`.
+    pub async fn wait_metric_within(&self, name: &str, want: f64, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             let v = self.metric(name).await;
             if v == want {
@@ -610,11 +616,11 @@ fn dec(s: &str) -> String {
 /// How many pipelined `GET /healthz` requests the slow-reader tests send without reading.
 pub const UNREAD_REQUESTS: usize = 200_000;
 
-/// Plays a client that pipelines [`UNREAD_REQUESTS`] requests and reads nothing for 3 s
-/// (well over the header read timeout the tests set), then everything the server still
+/// Plays a client that pipelines [`UNREAD_REQUESTS`] requests and reads nothing for
+/// `quiet` (well over the server's header read timeout), then everything the server still
 /// sends. Returns how many responses came before the server closed the connection;
 /// panics if it stayed open.
-pub async fn responses_to_a_client_that_stops_reading<S>(conn: S) -> usize
+pub async fn responses_to_a_client_that_stops_reading<S>(conn: S, quiet: Duration) -> usize
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -625,7 +631,7 @@ where
         // Fails (reset or broken pipe) once the server gives up on the connection.
         let _ = wr.write_all(&reqs).await;
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(quiet).await;
     let mut got = Vec::new();
     let eof = tokio::time::timeout(Duration::from_secs(30), async {
         let mut chunk = vec![0u8; 64 * 1024];
