@@ -13,10 +13,16 @@
 //! holds the generator's own handling of the events polled with its answer.
 //!
 //! Prints one line per stream:
-//! `PACE name rate p50 p90 p99 p99.9 max errors late max_lag`, times in ms. `rate` counts
-//! the requests due in the measured window and answered. `late` counts those sent more
-//! than 100 µs after they were due, and `max_lag` is the most any was: no idle connection
-//! (the server stalled with every connection busy) or the generator falling behind.
+//! `PACE name rate p50 p90 p99 p99.9 max errors late max_lag sent_p50 sent_p99 sent_p99.9
+//! gen_stall_max`, times in ms. `rate` counts the requests due in the measured window and
+//! answered. `late` counts those sent more than 100 µs after they were due, and `max_lag`
+//! is the most any was: no idle connection (the server stalled with every connection
+//! busy) or the generator falling behind. `sent_*` are the same requests' latencies from
+//! when each was written, and `gen_stall_max` the longest the spinning loop went between
+//! two turns (the generator off its core, e.g. preempted by a kernel thread): where it
+//! approaches `max_lag`, late sends were the generator's, not the server's, and the
+//! `sent_*` figures are the server's share (the burst a late generator then sends is
+//! still load the server sees).
 //! `errors` counts non-2xx answers and the requests due in the window that got none (their
 //! connection closed, or none could be made). Responses must carry `Content-Length`
 //! (callhook's and nginx's do).
@@ -54,6 +60,8 @@ struct Conn {
     /// A reconnection not yet established (it turns idle once writable).
     connecting: bool,
     due: Option<Instant>,
+    /// When the request due at `due` was handed to the socket.
+    sent: Instant,
     /// Bytes of the request not yet written (a full socket buffer).
     unsent: usize,
     buf: Vec<u8>,
@@ -70,6 +78,8 @@ struct Stream {
     idle: VecDeque<usize>,
     conns: Vec<Conn>,
     latencies_ns: Vec<u64>,
+    /// The same requests' latencies from when they were sent.
+    from_send_ns: Vec<u64>,
     errors: u64,
     late: u64,
     max_lag: Duration,
@@ -114,6 +124,7 @@ fn main() {
             idle: (0..n).collect(),
             conns: Vec::with_capacity(n),
             latencies_ns: Vec::with_capacity((rate * args.secs * 1.1) as usize),
+            from_send_ns: Vec::with_capacity((rate * args.secs * 1.1) as usize),
             errors: 0,
             late: 0,
             max_lag: Duration::ZERO,
@@ -139,8 +150,15 @@ fn main() {
     // After `stop` nothing new is due; what is in flight or waiting for a connection gets
     // up to 2 s to be answered.
     let give_up = stop + Duration::from_secs(2);
+    // The loop spins: a long gap between two turns is the generator itself off its core
+    // (preempted), which delays sends whatever the server does.
+    let (mut last_turn, mut stall_max) = (Instant::now(), Duration::ZERO);
     loop {
         let now = Instant::now();
+        if now >= measure_from && now < stop {
+            stall_max = stall_max.max(now - last_turn);
+        }
+        last_turn = now;
         if now >= stop {
             let pending = streams
                 .iter()
@@ -168,6 +186,7 @@ fn main() {
                 }
                 let conn = &mut st.conns[c];
                 conn.due = Some(due);
+                conn.sent = Instant::now();
                 conn.unsent = st.request.len();
                 write_some(conn, &st.request);
             }
@@ -194,17 +213,21 @@ fn main() {
             }
         }
     }
-    println!("# PACE stream rate p50_ms p90_ms p99_ms p99.9_ms max_ms errors late max_lag_ms");
+    println!(
+        "# PACE stream rate p50_ms p90_ms p99_ms p99.9_ms max_ms errors late max_lag_ms \
+         sent_p50_ms sent_p99_ms sent_p99.9_ms gen_stall_max_ms"
+    );
     for st in &mut streams {
         st.latencies_ns.sort_unstable();
-        let v = &st.latencies_ns;
-        let q = |p: f64| -> f64 {
+        st.from_send_ns.sort_unstable();
+        let q = |v: &[u64], p: f64| -> f64 {
             if v.is_empty() {
                 return f64::NAN;
             }
             let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
             v[i] as f64 / 1e6
         };
+        let (v, sent) = (&st.latencies_ns, &st.from_send_ns);
         // Requests due in the window and never answered are errors too.
         let unanswered = st
             .conns
@@ -213,17 +236,21 @@ fn main() {
             .count()
             + st.backlog.iter().filter(|d| **d >= measure_from).count();
         println!(
-            "PACE {} {:.0} {:.3} {:.3} {:.3} {:.3} {:.3} {} {} {:.3}",
+            "PACE {} {:.0} {:.3} {:.3} {:.3} {:.3} {:.3} {} {} {:.3} {:.3} {:.3} {:.3} {:.3}",
             st.name,
             v.len() as f64 / args.secs,
-            q(50.0),
-            q(90.0),
-            q(99.0),
-            q(99.9),
-            q(100.0),
+            q(v, 50.0),
+            q(v, 90.0),
+            q(v, 99.0),
+            q(v, 99.9),
+            q(v, 100.0),
             st.errors + unanswered as u64,
             st.late,
-            st.max_lag.as_secs_f64() * 1e3
+            st.max_lag.as_secs_f64() * 1e3,
+            q(sent, 50.0),
+            q(sent, 99.0),
+            q(sent, 99.9),
+            stall_max.as_secs_f64() * 1e3
         );
     }
 }
@@ -246,6 +273,7 @@ fn register(poll: &Poll, mut sock: TcpStream, token: usize, connecting: bool) ->
         sock,
         connecting,
         due: None,
+        sent: Instant::now(),
         unsent: 0,
         buf: Vec::with_capacity(4096),
     }
@@ -334,6 +362,8 @@ fn read_answer(
                 if due >= measure_from {
                     st.latencies_ns
                         .push(done.duration_since(due).as_nanos() as u64);
+                    st.from_send_ns
+                        .push(done.duration_since(conn.sent).as_nanos() as u64);
                     st.errors += u64::from(!(200..300).contains(&status));
                 }
                 out_of_step = conn.unsent > 0 || !conn.buf.is_empty();

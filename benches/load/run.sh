@@ -177,7 +177,7 @@ paced() { # port stream... -> one line per stream: "name rate req/s: p50 .. ms, 
   shift
   { $PIN_CLIENT "$PACE" --addr "127.0.0.1:$port" --secs "$DURATION" --warmup 2 "${@/#/--stream=}" \
     || echo "pace failed (exit $?)"; } \
-    | awk '/^pace failed/ {print} /^PACE / {printf "%s at %s req/s: p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms%s, %s sent late (max lag %s ms)\n", $2, $3, $4, $5, $6, $7, $8, ($9 > 0 ? ", " $9 " ERRORS" : ""), $10, $11}'
+    | awk '/^pace failed/ {print} /^PACE / {printf "%s at %s req/s: p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms%s, %s sent late (max lag %s ms); from the send: p99 %s ms, p99.9 %s ms; generator off its core up to %s ms\n", $2, $3, $4, $5, $6, $7, $8, ($9 > 0 ? ", " $9 " ERRORS" : ""), $10, $11, $13, $14, $15}'
 }
 sync # as before each wrk cell
 NGINX_ALONE=$(paced "$NGINX" "$ANSWERS")
