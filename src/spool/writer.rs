@@ -441,6 +441,12 @@ impl Writer {
     }
 
     fn roll(&mut self) -> io::Result<()> {
+        if self.next_seq == self.tail.info.first_seq.0 {
+            // The tail holds no record (the batch that would have filled it failed and was
+            // cut off), so any record fits it: a successor would take the tail's own name,
+            // and retention would then delete the tail as the closed segment listed twice.
+            return Ok(());
+        }
         if self.tail_file_len > self.tail.len {
             // A closed segment ends at its last record, like any other.
             self.file.set_len(self.tail.len)?;

@@ -97,3 +97,89 @@ fn failed_roll_refuses_then_resumes_without_leaving_a_segment() {
     }
     assert_eq!(seqs, (0..per_segment as u64 + 2).collect::<Vec<_>>());
 }
+
+/// A tmpfs mounted at `at` for the test's length (unmounted on drop, also on a panic).
+/// Needs root, as `tests/disk_full.rs` does; CI runs the suite as root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount(8)");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs failed (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A batch that would overflow a tail holding no record yet is committed first; when that
+/// write fails on a full disk, the tail is still empty and must stay the tail. Rolled,
+/// its successor took its very name (the sequence number goes back to the tail's first),
+/// the old entry was listed as a closed segment, and retention deleted it: the live tail.
+/// Every record acknowledged after it was written to an unlinked file and lost.
+#[test]
+fn a_failed_write_into_an_empty_tail_keeps_that_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let _fs = Tmpfs::mount(root.path(), "64k");
+    let dir = root.path().join("spool");
+    std::fs::create_dir(&dir).unwrap();
+    let cfg = SpoolConfig {
+        segment_bytes: 12 * 1024,
+        // Closed segments go at the next housekeeping: the deletion that took the tail.
+        retention_bytes: Some(1),
+        ..cfg(&dir)
+    };
+    let page = 4096;
+    let filler = root.path().join("filler");
+    let acked = rt().block_on(async {
+        let (spool, _) = Spool::open(cfg.clone()).unwrap();
+        // The filesystem full to one free page: the batch below needs two.
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            while f.write_all(&[1u8; 4096]).is_ok() {}
+            let len = f.metadata().unwrap().len();
+            f.set_len(len / page * page - page).unwrap();
+        }
+        // Detached, so the writer gathers them into one batch: the first two (10 KB)
+        // pending when the third would overflow the segment, so they are committed first.
+        for _ in 0..3 {
+            spool.append_detached(rec(5000)).unwrap();
+        }
+        // Once the writer has been through the failed write (it cut the tail back):
+        // room again, and an append someone awaits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while spool.truncations() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never failed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        std::fs::remove_file(&filler).unwrap();
+        let acked = spool.append(rec(10)).await.unwrap();
+        spool.shutdown().await;
+        acked
+    });
+    let mut reader = crate::spool::reader::SpoolReader::open(&dir, Seq(0));
+    let mut seqs = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        seqs.push(r.seq.0);
+    }
+    assert!(
+        seqs.contains(&acked.0),
+        "acknowledged record {acked:?} lost: read back {seqs:?}"
+    );
+}
