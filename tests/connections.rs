@@ -197,6 +197,41 @@ async fn a_request_head_trickled_past_the_header_read_timeout_is_cut_off() {
     assert_eq!(gw.metric("callhook_http_header_timeouts_total").await, 1.0);
 }
 
+/// A client that reads its responses slowly but steadily keeps its connection, however
+/// slowly: the write deadline also counts the bytes the client takes from the socket's
+/// send queue. (The kernel wakes a blocked writer only once about a third of the send
+/// buffer, up to megabytes, is free, which a slow reader takes longer than the timeout to
+/// free: counting only the bytes written, such a client was cut off.)
+#[tokio::test]
+async fn a_client_reading_slowly_but_steadily_is_not_cut_off() {
+    let gw = Gateway::start("header_read_timeout_ms = 3000\n");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let s = socket.connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // Far more responses than the buffers on the way hold, so the server's writes block.
+    let writer = tokio::spawn(async move {
+        let reqs = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(50_000);
+        let _ = wr.write_all(&reqs).await;
+        wr
+    });
+    // 4 KiB every 250 ms: no read more than 250 ms after the last, far inside the 3 s.
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut chunk = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(10) {
+        let n = rd.read(&mut chunk).await.unwrap_or(0);
+        assert!(
+            n > 0,
+            "cut off after {:?} and {got} bytes while reading steadily",
+            started.elapsed()
+        );
+        got += n;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    writer.abort();
+}
+
 /// A head split across reads but complete in time is served, and the next request on
 /// the connection (whole, then split again) too.
 #[tokio::test]

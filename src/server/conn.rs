@@ -77,6 +77,8 @@ pub(super) struct Activity {
     fresh: AtomicBool,
     requests: AtomicU64,
     stop: AtomicBool,
+    /// TLS and HTTP/2: the last write or flush could not finish ([`stall::NoteWrites`]).
+    write_blocked: AtomicBool,
 }
 
 impl Activity {
@@ -153,7 +155,8 @@ pub(super) async fn serve_plain<S, F>(
     if H2_PREFACE.starts_with(&head[..n]) {
         let service = make_service(act.clone());
         // Boxed: the HTTP/2 connection state would otherwise size every plain task.
-        Box::pin(serve_hyper(&http, stream, peer, service, &act, stop)).await;
+        let io = Deadlined::new(stream, idle.close_after);
+        Box::pin(serve_hyper(&http, io, peer, service, &act, stop)).await;
         return;
     }
     let mut stream = stream;
@@ -263,19 +266,22 @@ async fn until_changed(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Serves a connection with the HTTP/1-or-2 builder (TLS, HTTP/2), shutting it down
-/// gracefully when `stop` fires or when no request has been in progress or begun for
-/// the idle timeout (checked once per timeout, so a quiet connection closes after one to
-/// two of them).
+/// gracefully when `stop` fires or when no request has been in progress or begun, nor a
+/// response waited on the client, for the idle timeout (checked once per timeout, so a
+/// quiet connection closes after one to two of them).
 ///
 /// The idle check matters where hyper has no timer of its own: the auto builder's
 /// protocol sniff (a TLS client that finishes the handshake and sends nothing) and
 /// HTTP/2 connections without streams. Graceful: HTTP/2 gets a GOAWAY.
+///
+/// `io` comes with its write deadline already, [`Deadlined`] around the socket (under
+/// TLS too, so that records rustls sends on from its buffer count as progress).
 pub(super) async fn serve_hyper<I, S>(
     http: &Http,
     io: I,
     peer: SocketAddr,
     service: S,
-    act: &Activity,
+    act: &Arc<Activity>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -287,7 +293,10 @@ pub(super) async fn serve_hyper<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let io = Deadlined::new(io, http.idle.close_after);
+    let io = stall::NoteWrites {
+        io,
+        act: act.clone(),
+    };
     let conn = http.auto.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = http.idle.close_after;
@@ -308,7 +317,9 @@ pub(super) async fn serve_hyper<I, S>(
                 _ = stop.changed() => break,
                 _ = check.tick() => {
                     let now = act.requests.load(Ordering::Relaxed);
-                    if now == seen && act.in_flight.load(Ordering::Relaxed) == 0 {
+                    let busy = act.in_flight.load(Ordering::Relaxed) > 0
+                        || act.write_blocked.load(Ordering::Relaxed);
+                    if now == seen && !busy {
                         metrics::counter!("callhook_http_idle_closed_total").increment(1);
                         idle_close = true;
                         break;
@@ -461,9 +472,13 @@ impl Releasing {
             None => (self.close_after, false),
         };
         let requests = self.act.requests.load(Ordering::Relaxed);
+        // Armed while a request is in flight (or a response is still going out), the
+        // period must not count that time as quiet: a count no request reaches makes the
+        // first expiry re-arm for a whole period.
+        let seen = if quiet { requests } else { u64::MAX };
         let timer = match (self.armed, &mut self.timer) {
             (Armed::Quiet { .. }, Some(t)) => t.as_mut(),
-            _ => self.arm(period, Armed::Quiet { seen: requests }),
+            _ => self.arm(period, Armed::Quiet { seen }),
         };
         // Polled on every quiet read rather than checked with `is_elapsed`: a poll
         // refused for lack of coop budget registers nothing, and only a later poll can
@@ -479,7 +494,7 @@ impl Releasing {
             };
         }
         // Busy, or requests came and went since arming: wait a full quiet period again.
-        let _ = self.arm(period, Armed::Quiet { seen: requests }).poll(cx);
+        let _ = self.arm(period, Armed::Quiet { seen }).poll(cx);
         Poll::Pending
     }
 }

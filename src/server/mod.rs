@@ -249,12 +249,15 @@ pub async fn run(
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        _ => return, // failed or too slow handshake: nothing to answer
-                    };
+                    // The write deadline goes around the socket, not the TLS stream: rustls
+                    // takes a response into its buffer as written and sends it on in its
+                    // flush, progress that a deadline around it would not see.
+                    let io = conn::Deadlined::new(stream, handshake_timeout);
+                    let tls =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(tls)) => tls,
+                            _ => return, // failed or too slow handshake: nothing to answer
+                        };
                     let act = Arc::new(conn::Activity::default());
                     let service = make_service(act.clone());
                     conn::serve_hyper(&http, tls, peer, service, &act, stop).await;

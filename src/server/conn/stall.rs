@@ -5,7 +5,10 @@
 //! keep the connection open forever.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,8 +16,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// Whether writes are making progress. The timer is armed when a write cannot go on and
-/// re-armed whenever bytes went out since, so a slow but reading client is never cut; it
-/// is allocated only for a connection whose writes ever blocked.
+/// re-armed whenever bytes went out since, or when it fires and the socket's send queue
+/// has shrunk (the client took bytes: the kernel wakes a blocked writer only once a
+/// third or so of a send buffer of up to megabytes is free, which a slow reader can take
+/// longer than the timeout to free), so a slow but reading client is never cut; it is
+/// allocated only for a connection whose writes ever blocked.
 #[derive(Default)]
 struct WriteStall {
     timer: Option<Pin<Box<Sleep>>>,
@@ -22,6 +28,8 @@ struct WriteStall {
     /// armed.
     written: u32,
     armed_at: u32,
+    /// The socket's unsent and unacknowledged bytes when `timer` was armed or re-armed.
+    queued: u32,
 }
 
 impl WriteStall {
@@ -30,6 +38,7 @@ impl WriteStall {
     fn note(
         &mut self,
         after: Duration,
+        fd: RawFd,
         cx: &mut Context<'_>,
         r: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
@@ -38,18 +47,24 @@ impl WriteStall {
                 self.written = self.written.wrapping_add(n as u32);
                 Poll::Ready(Ok(n))
             }
-            Poll::Pending => self.poll_blocked(after, cx),
+            Poll::Pending => self.poll_blocked(after, fd, cx),
             r @ Poll::Ready(Err(_)) => r,
         }
     }
 
     /// A write or flush could not go on: pending until the client takes bytes again, or
     /// an error (hyper then closes the connection) once it took none for `after`.
-    fn poll_blocked<T>(&mut self, after: Duration, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let timer = match &mut self.timer {
+    fn poll_blocked<T>(
+        &mut self,
+        after: Duration,
+        fd: RawFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        let mut timer = match &mut self.timer {
             Some(t) if self.armed_at == self.written => t.as_mut(),
             slot => {
                 self.armed_at = self.written;
+                self.queued = send_queue(fd);
                 let deadline = tokio::time::Instant::now() + after;
                 match slot {
                     Some(t) => {
@@ -62,8 +77,17 @@ impl WriteStall {
                 }
             }
         };
-        if timer.poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let queued = send_queue(fd);
+            if queued >= self.queued {
+                break;
+            }
+            // The client took bytes from the socket: a whole period again.
+            self.queued = queued;
+            timer.as_mut().reset(tokio::time::Instant::now() + after);
         }
         metrics::counter!("callhook_http_write_timeouts_total").increment(1);
         Poll::Ready(Err(io::Error::new(
@@ -73,8 +97,22 @@ impl WriteStall {
     }
 }
 
-/// A connection's IO with the write deadline: TLS and HTTP/2 connections as hyper serves
-/// them, and the socket inside a plain HTTP/1 connection's own wrapper (`Releasing`).
+/// The socket's bytes not yet sent or not yet acknowledged by the client (`SIOCOUTQ`);
+/// 0 if it cannot be read, which makes a fired timer cut the connection as before.
+fn send_queue(fd: RawFd) -> u32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which is valid for it.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r == 0 {
+        u32::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// A connection's socket with the write deadline: under a TLS stream, an HTTP/2
+/// connection as hyper serves it, and inside a plain HTTP/1 connection's own wrapper
+/// (`Releasing`).
 pub(in crate::server) struct Deadlined<I> {
     io: I,
     after: Duration,
@@ -105,7 +143,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Deadlined<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlined<I> {
+impl<I: AsyncWrite + AsRawFd + Unpin> AsyncWrite for Deadlined<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -113,7 +151,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlined<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.stall.note(this.after, cx, r)
+        this.stall.note(this.after, this.io.as_raw_fd(), cx, r)
     }
 
     fn poll_write_vectored(
@@ -123,7 +161,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlined<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.stall.note(this.after, cx, r)
+        this.stall.note(this.after, this.io.as_raw_fd(), cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -133,8 +171,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlined<I> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_flush(cx) {
-            // A TLS stream flushes its buffered records here: blocked like a write.
-            Poll::Pending => this.stall.poll_blocked(this.after, cx),
+            // An IO that buffers (none wraps one now: a socket's flush is immediate)
+            // would send here: blocked like a write.
+            Poll::Pending => this.stall.poll_blocked(this.after, this.io.as_raw_fd(), cx),
             r => r,
         }
     }
@@ -142,8 +181,71 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlined<I> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_shutdown(cx) {
-            Poll::Pending => this.stall.poll_blocked(this.after, cx),
+            Poll::Pending => this.stall.poll_blocked(this.after, this.io.as_raw_fd(), cx),
             r => r,
         }
+    }
+}
+
+/// hyper's IO on a TLS or HTTP/2 connection, noting in [`Activity`](super::Activity)
+/// whether the last write or flush could not finish: such a connection is still sending
+/// a response (to a slow reader, say), not idle, whatever its request count says.
+pub(super) struct NoteWrites<I> {
+    pub(super) io: I,
+    pub(super) act: Arc<super::Activity>,
+}
+
+impl<I> NoteWrites<I> {
+    fn note<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.act
+            .write_blocked
+            .store(r.is_pending(), Ordering::Relaxed);
+        r
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for NoteWrites<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for NoteWrites<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.note(r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.note(r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

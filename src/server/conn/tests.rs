@@ -11,6 +11,15 @@ use super::*;
 
 /// A loopback listener and the settings `serve_plain` gets, releasing after `release`.
 async fn listen(release: Duration) -> (tokio::net::TcpListener, std::net::SocketAddr, Arc<Http>) {
+    listen_with(Idle {
+        release_after: Some(release),
+        close_after: Duration::from_secs(30),
+    })
+    .await
+}
+
+/// [`listen`] with the idle settings given.
+async fn listen_with(idle: Idle) -> (tokio::net::TcpListener, std::net::SocketAddr, Arc<Http>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut h1 = http1::Builder::new();
@@ -18,10 +27,7 @@ async fn listen(release: Duration) -> (tokio::net::TcpListener, std::net::Socket
     let http = Arc::new(Http {
         http1: h1,
         auto: auto::Builder::new(TokioExecutor::new()),
-        idle: Idle {
-            release_after: Some(release),
-            close_after: Duration::from_secs(30),
-        },
+        idle,
         parked: metrics::Gauge::noop(),
     });
     (listener, addr, http)
@@ -173,6 +179,39 @@ async fn an_idle_connection_closes_promptly_when_stopping() {
         stopped.elapsed() < Duration::from_secs(2),
         "closed only after {:?}",
         stopped.elapsed()
+    );
+    task_ends(served).await;
+}
+
+/// The quiet period a keep-alive connection gets (here, without release, the header read
+/// timeout) starts after the response: time the request spent in its handler is not
+/// quiet time. Counted as such, a connection whose handler took most of the period was
+/// closed just after its response, racing a client that reused it.
+#[tokio::test]
+async fn a_slow_request_does_not_use_up_the_quiet_period_after_it() {
+    let quiet = Duration::from_millis(1000);
+    let (listener, addr, http) = listen_with(Idle {
+        release_after: None,
+        close_after: quiet,
+    })
+    .await;
+    let (_stop_tx, stop) = watch::channel(false);
+    let (served, _) = serve_ok(listener, http, stop, Duration::from_millis(800));
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].ends_with(b"\r\n\r\nok"), "{:?}", &buf[..n]);
+    // A lower bound, which a slow machine only makes later.
+    let answered = std::time::Instant::now();
+    let rest = read_until_closed(&mut c).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        answered.elapsed() >= quiet,
+        "closed {:?} after the response (quiet period {quiet:?})",
+        answered.elapsed()
     );
     task_ends(served).await;
 }
