@@ -252,7 +252,9 @@ fn into_socket<S>(parts: http1::Parts<TokioIo<Releasing>, S>) -> (TcpStream, Byt
 /// load) and go on to the waiter once the value has changed.
 async fn until_changed(stop: &mut watch::Receiver<bool>) {
     let peek = stop.clone();
-    let changed = stop.changed();
+    // Outside the coop budget: a poll refused for want of it would register no waiter,
+    // and the polls after it, which only compare versions, never would.
+    let changed = tokio::task::unconstrained(stop.changed());
     tokio::pin!(changed);
     let mut registered = false;
     std::future::poll_fn(|cx| {

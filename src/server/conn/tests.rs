@@ -215,3 +215,39 @@ async fn a_slow_request_does_not_use_up_the_quiet_period_after_it() {
     );
     task_ends(served).await;
 }
+
+/// The stop signal wakes a connection even when the task's coop budget was used up at the
+/// first poll of its watch: `changed()` then registers no waiter, and the later polls,
+/// which only compare versions, never would; the connection heard of shutdown at its
+/// next timer instead.
+#[tokio::test]
+async fn stop_wakes_a_connection_first_polled_without_coop_budget() {
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+    let waker = std::task::Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let (tx, mut rx) = watch::channel(false);
+    let stopped = until_changed(&mut rx);
+    tokio::pin!(stopped);
+    // Use the budget up, then the first poll.
+    loop {
+        let spend = tokio::task::consume_budget();
+        tokio::pin!(spend);
+        if spend.as_mut().poll(&mut cx).is_pending() {
+            break;
+        }
+    }
+    assert!(stopped.as_mut().poll(&mut cx).is_pending());
+    // A fresh budget (the runtime polls this task again), and a poll as on any wake-up.
+    tokio::task::yield_now().await;
+    assert!(stopped.as_mut().poll(&mut cx).is_pending());
+    flag.0.store(false, Ordering::SeqCst);
+    tx.send(true).unwrap();
+    assert!(flag.0.load(Ordering::SeqCst), "stop woke nothing");
+    assert!(stopped.as_mut().poll(&mut cx).is_ready());
+}
