@@ -613,6 +613,38 @@ fn dec(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// Plays a client that pipelines far more requests than the buffers on the way hold (so
+/// the server's writes block) and reads 4 KiB of the responses every 250 ms (16 KB/s) for
+/// 10 s; panics if the server cuts the connection meanwhile. Use with a header read
+/// timeout of 3 s: no read comes more than 250 ms after the last, yet a buffer of 64 KiB
+/// or more takes over 4 s to drain.
+pub async fn read_slowly_but_steadily<S>(conn: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let writer = tokio::spawn(async move {
+        let reqs = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(50_000);
+        let _ = wr.write_all(&reqs).await;
+        wr
+    });
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut chunk = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(10) {
+        let n = rd.read(&mut chunk).await.unwrap_or(0);
+        assert!(
+            n > 0,
+            "cut off after {:?} and {got} bytes while reading steadily",
+            started.elapsed()
+        );
+        got += n;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    writer.abort();
+}
+
 /// How many pipelined `GET /healthz` requests the slow-reader tests send without reading.
 pub const UNREAD_REQUESTS: usize = 200_000;
 
