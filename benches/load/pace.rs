@@ -18,8 +18,9 @@
 //! answered. `late` counts those sent more than 100 µs after they were due, and `max_lag`
 //! is the most any was: no idle connection (the server stalled with every connection
 //! busy) or the generator falling behind. `sent_*` are the same requests' latencies from
-//! when each was written, and `gen_stall_max` the longest the spinning loop went between
-//! two turns (the generator off its core, e.g. preempted by a kernel thread): where it
+//! when each was written, and `gen_stall_max` (one figure for the whole run, repeated on
+//! each line) the longest the spinning loop went between two turns: the generator off its
+//! core (preempted by a kernel thread, say) or one turn handling many events. Where it
 //! approaches `max_lag`, late sends were the generator's, not the server's, and the
 //! `sent_*` figures are the server's share (the burst a late generator then sends is
 //! still load the server sees).

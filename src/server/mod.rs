@@ -252,7 +252,7 @@ pub async fn run(
                     // The write deadline goes around the socket, not the TLS stream: rustls
                     // takes a response into its buffer as written and sends it on in its
                     // flush, progress that a deadline around it would not see.
-                    let io = conn::Deadlined::new(stream, handshake_timeout);
+                    let io = conn::Deadlined::new(stream, http.idle.close_after);
                     let tls =
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
                             Ok(Ok(tls)) => tls,

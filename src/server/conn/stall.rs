@@ -29,7 +29,7 @@ struct WriteStall {
     written: u32,
     armed_at: u32,
     /// The socket's unsent and unacknowledged bytes when `timer` was armed or re-armed.
-    queued: u32,
+    queued: Option<u32>,
 }
 
 impl WriteStall {
@@ -82,7 +82,8 @@ impl WriteStall {
                 return Poll::Pending;
             }
             let queued = send_queue(fd);
-            if queued >= self.queued {
+            let took = matches!((queued, self.queued), (Some(now), Some(then)) if now < then);
+            if !took {
                 break;
             }
             // The client took bytes from the socket: a whole period again.
@@ -97,22 +98,19 @@ impl WriteStall {
     }
 }
 
-/// The socket's bytes not yet sent or not yet acknowledged by the client (`SIOCOUTQ`);
-/// 0 if it cannot be read, which makes a fired timer cut the connection as before.
-fn send_queue(fd: RawFd) -> u32 {
+/// The socket's bytes not yet sent or not yet acknowledged by the client (`SIOCOUTQ`,
+/// the same request as `TIOCOUTQ`); `None` if it cannot be read, which counts as no
+/// progress.
+fn send_queue(fd: RawFd) -> Option<u32> {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one int through the pointer, which is valid for it.
     let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
-    if r == 0 {
-        u32::try_from(n).unwrap_or(0)
-    } else {
-        0
-    }
+    if r == 0 { u32::try_from(n).ok() } else { None }
 }
 
 /// A connection's socket with the write deadline: under a TLS stream, an HTTP/2
-/// connection as hyper serves it, and inside a plain HTTP/1 connection's own wrapper
-/// (`Releasing`).
+/// connection as hyper serves it, inside a plain HTTP/1 connection's own wrapper
+/// (`Releasing`), and the ops listener's connections.
 pub(in crate::server) struct Deadlined<I> {
     io: I,
     after: Duration,
