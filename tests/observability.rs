@@ -527,11 +527,21 @@ async fn prometheus_scrapes_callhook_and_the_dashboard_and_alerts_evaluate() {
                     "rule {} failed: {}",
                     r["name"], r["lastError"]
                 );
-                if r["name"] == "CallhookDown" || r["name"] == "CallhookTargetMissing" {
-                    assert_eq!(r["state"], "inactive", "{}", r["name"]);
-                }
             }
-            break;
+            // One scrape slower than its 1 s timeout (a loaded machine) reads up = 0 and
+            // makes CallhookDown pending until the next good one: quiet within the wait.
+            let loud: Vec<_> = rules
+                .iter()
+                .filter(|r| r["name"] == "CallhookDown" || r["name"] == "CallhookTargetMissing")
+                .filter(|r| r["state"] != "inactive")
+                .map(|r| format!("{} {}", r["name"], r["state"]))
+                .collect();
+            if loud.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "alerts not quiet: {loud:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
         }
         assert!(
             Instant::now() < deadline,
