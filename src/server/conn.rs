@@ -77,7 +77,8 @@ pub(super) struct Activity {
     fresh: AtomicBool,
     requests: AtomicU64,
     stop: AtomicBool,
-    /// TLS and HTTP/2: the last write or flush could not finish ([`stall::NoteWrites`]).
+    /// The last write or flush could not finish (client not reading): a response is still
+    /// going out, and ending the connection now would cut it off ([`Deadlined::noting`]).
     write_blocked: AtomicBool,
 }
 
@@ -155,7 +156,7 @@ pub(super) async fn serve_plain<S, F>(
     if H2_PREFACE.starts_with(&head[..n]) {
         let service = make_service(act.clone());
         // Boxed: the HTTP/2 connection state would otherwise size every plain task.
-        let io = Deadlined::new(stream, idle.close_after);
+        let io = Deadlined::new(stream, idle.close_after).noting(act.clone());
         Box::pin(serve_hyper(&http, io, peer, service, &act, stop)).await;
         return;
     }
@@ -163,14 +164,13 @@ pub(super) async fn serve_plain<S, F>(
     let mut carry = Bytes::new();
     loop {
         let io = Releasing {
-            stream: Deadlined::new(stream, idle.close_after),
+            stream: Deadlined::new(stream, idle.close_after).noting(act.clone()),
             carry,
             act: act.clone(),
             release_after: idle.release_after,
             close_after: idle.close_after,
             timer: None,
             armed: Armed::Quiet { seen: 0 },
-            write_blocked: false,
             released: false,
         };
         let conn = http
@@ -277,13 +277,14 @@ async fn until_changed(stop: &mut watch::Receiver<bool>) {
 /// HTTP/2 connections without streams. Graceful: HTTP/2 gets a GOAWAY.
 ///
 /// `io` comes with its write deadline already, [`Deadlined`] around the socket (under
-/// TLS too, so that records rustls sends on from its buffer count as progress).
+/// TLS too, so that records rustls sends on from its buffer count as progress), noting
+/// blocked writes in `act`.
 pub(super) async fn serve_hyper<I, S>(
     http: &Http,
     io: I,
     peer: SocketAddr,
     service: S,
-    act: &Arc<Activity>,
+    act: &Activity,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -295,10 +296,6 @@ pub(super) async fn serve_hyper<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let io = stall::NoteWrites {
-        io,
-        act: act.clone(),
-    };
     let conn = http.auto.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = http.idle.close_after;
@@ -399,9 +396,6 @@ struct Releasing {
     timer: Option<Pin<Box<Sleep>>>,
     /// What `timer` is armed for, with the request count when it was armed.
     armed: Armed,
-    /// The last write or flush could not finish (client not reading): hyper is still
-    /// sending a response, and end-of-stream now would cut it off.
-    write_blocked: bool,
     released: bool,
 }
 
@@ -520,7 +514,7 @@ impl AsyncRead for Releasing {
             }
             return Poll::Ready(Ok(()));
         }
-        let quiet = this.act.between_requests() && !this.write_blocked;
+        let quiet = this.act.between_requests() && !this.act.write_blocked.load(Ordering::Relaxed);
         if this.act.stop.load(Ordering::Relaxed) && quiet {
             return this.release();
         }
@@ -545,23 +539,13 @@ impl AsyncRead for Releasing {
     }
 }
 
-impl Releasing {
-    /// Notes whether the write (or flush) left a response unfinished.
-    fn note_write<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        self.write_blocked = r.is_pending();
-        r
-    }
-}
-
 impl AsyncWrite for Releasing {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.note_write(r)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -569,9 +553,7 @@ impl AsyncWrite for Releasing {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.note_write(r)
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -579,9 +561,7 @@ impl AsyncWrite for Releasing {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_flush(cx);
-        this.note_write(r)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

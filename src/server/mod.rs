@@ -252,13 +252,14 @@ pub async fn run(
                     // The write deadline goes around the socket, not the TLS stream: rustls
                     // takes a response into its buffer as written and sends it on in its
                     // flush, progress that a deadline around it would not see.
-                    let io = conn::Deadlined::new(stream, http.idle.close_after);
+                    let act = Arc::new(conn::Activity::default());
+                    let io =
+                        conn::Deadlined::new(stream, http.idle.close_after).noting(act.clone());
                     let tls =
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
                             Ok(Ok(tls)) => tls,
                             _ => return, // failed or too slow handshake: nothing to answer
                         };
-                    let act = Arc::new(conn::Activity::default());
                     let service = make_service(act.clone());
                     conn::serve_hyper(&http, tls, peer, service, &act, stop).await;
                 });

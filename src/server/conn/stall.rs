@@ -115,6 +115,8 @@ pub(in crate::server) struct Deadlined<I> {
     io: I,
     after: Duration,
     stall: WriteStall,
+    /// Told whether the last write or flush could not finish ([`Deadlined::noting`]).
+    noted: Option<Arc<super::Activity>>,
 }
 
 impl<I> Deadlined<I> {
@@ -123,11 +125,26 @@ impl<I> Deadlined<I> {
             io,
             after,
             stall: WriteStall::default(),
+            noted: None,
         }
+    }
+
+    /// Keeps `act.write_blocked` up to date: a connection whose response is still going
+    /// out to a slow reader is not idle, and ending it would cut the response off.
+    pub(in crate::server) fn noting(mut self, act: Arc<super::Activity>) -> Self {
+        self.noted = Some(act);
+        self
     }
 
     pub(in crate::server) fn into_inner(self) -> I {
         self.io
+    }
+
+    fn note<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Some(act) = &self.noted {
+            act.write_blocked.store(r.is_pending(), Ordering::Relaxed);
+        }
+        r
     }
 }
 
@@ -149,7 +166,8 @@ impl<I: AsyncWrite + AsRawFd + Unpin> AsyncWrite for Deadlined<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.stall.note(this.after, this.io.as_raw_fd(), cx, r)
+        let r = this.stall.note(this.after, this.io.as_raw_fd(), cx, r);
+        this.note(r)
     }
 
     fn poll_write_vectored(
@@ -159,7 +177,8 @@ impl<I: AsyncWrite + AsRawFd + Unpin> AsyncWrite for Deadlined<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.stall.note(this.after, this.io.as_raw_fd(), cx, r)
+        let r = this.stall.note(this.after, this.io.as_raw_fd(), cx, r);
+        this.note(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -168,12 +187,13 @@ impl<I: AsyncWrite + AsRawFd + Unpin> AsyncWrite for Deadlined<I> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
+        let r = match Pin::new(&mut this.io).poll_flush(cx) {
             // An IO that buffers (none wraps one now: a socket's flush is immediate)
             // would send here: blocked like a write.
             Poll::Pending => this.stall.poll_blocked(this.after, this.io.as_raw_fd(), cx),
             r => r,
-        }
+        };
+        this.note(r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -182,68 +202,5 @@ impl<I: AsyncWrite + AsRawFd + Unpin> AsyncWrite for Deadlined<I> {
             Poll::Pending => this.stall.poll_blocked(this.after, this.io.as_raw_fd(), cx),
             r => r,
         }
-    }
-}
-
-/// hyper's IO on a TLS or HTTP/2 connection, noting in [`Activity`](super::Activity)
-/// whether the last write or flush could not finish: such a connection is still sending
-/// a response (to a slow reader, say), not idle, whatever its request count says.
-pub(super) struct NoteWrites<I> {
-    pub(super) io: I,
-    pub(super) act: Arc<super::Activity>,
-}
-
-impl<I> NoteWrites<I> {
-    fn note<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        self.act
-            .write_blocked
-            .store(r.is_pending(), Ordering::Relaxed);
-        r
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for NoteWrites<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for NoteWrites<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.note(r)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.note(r)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_flush(cx);
-        this.note(r)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
