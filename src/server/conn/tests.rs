@@ -115,6 +115,16 @@ fn serve_ok(
     (served, entered)
 }
 
+/// One `GET /` on `c`, answered `ok` by [`serve_ok`].
+async fn get_ok(c: &mut tokio::net::TcpStream) {
+    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].ends_with(b"\r\n\r\nok"), "{:?}", &buf[..n]);
+}
+
 /// What the server sends until it closes the connection (10 s at most).
 async fn read_until_closed(c: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
@@ -163,12 +173,7 @@ async fn an_idle_connection_closes_promptly_when_stopping() {
     let (served, _) = serve_ok(listener, http, stop, Duration::ZERO);
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     for _ in 0..3 {
-        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = c.read(&mut buf).await.unwrap();
-        assert!(buf[..n].ends_with(b"\r\n\r\nok"), "{:?}", &buf[..n]);
+        get_ok(&mut c).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopped = std::time::Instant::now();
@@ -200,12 +205,7 @@ async fn a_slow_request_does_not_use_up_the_quiet_period_after_it() {
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     // From before the request: a lower bound, which a slow machine only makes later.
     let sent = std::time::Instant::now();
-    c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = c.read(&mut buf).await.unwrap();
-    assert!(buf[..n].ends_with(b"\r\n\r\nok"), "{:?}", &buf[..n]);
+    get_ok(&mut c).await;
     let rest = read_until_closed(&mut c).await;
     assert!(rest.is_empty(), "{rest:?}");
     let handler = Duration::from_millis(800);
